@@ -1,0 +1,90 @@
+"""Sampler settings, validated when built so a bad value fails before any model work."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+METHODS = ("newton", "dps", "replacement", "ddim")
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"config field {name!r}: got {value!r}, expected {allowed}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to sample. Defaults are the paper's (S=20, K=5, lr=linspace(0.5, 0.1, K), h=0.005).
+
+    Attributes:
+        method: one of newton, dps, replacement, ddim.
+        steps: S outer DDIM steps. newton_steps: K inner Newton iterations per step.
+        lr: Newton step size, a float or K floats; None = linspace(0.5, 0.1, K).
+        h: finite-difference step (units of max|e|). jacobian: "fd" or "jvp" (exact, fp16-safe).
+        tol: per-item early stop of the inner loop once the residual is <= tol (None = off).
+        eta: DDIM noise (0 = deterministic given the seed). dps_step_size: ζ for DPS.
+        guidance_scale: classifier-free guidance (1 = off, one UNet pass per forward).
+        composite: paste the original kept pixels back; feather: soft-edge width in pixels.
+    """
+
+    method: str = "newton"
+    steps: int = 20
+    newton_steps: int = 5
+    lr: float | tuple[float, ...] | None = None
+    h: float = 0.005
+    jacobian: str = "fd"
+    tol: float | None = None
+    eta: float = 0.0
+    dps_step_size: float = 1.0
+    guidance_scale: float = 1.0
+    composite: bool = True
+    feather: int = 2
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            _fail("method", self.method, f"one of {', '.join(METHODS)}")
+        for name in ("steps", "newton_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "steps" else 0):
+                _fail(name, value, "a positive integer" if name == "steps" else "an integer >= 0")
+        if isinstance(self.lr, list):
+            object.__setattr__(self, "lr", tuple(self.lr))
+        if isinstance(self.lr, tuple) and len(self.lr) != self.newton_steps:
+            _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
+        if not 0 < self.h < 1:
+            _fail("h", self.h, "a float in (0, 1)")
+        if self.jacobian not in ("fd", "jvp"):
+            _fail("jacobian", self.jacobian, "'fd' or 'jvp'")
+        if self.tol is not None and self.tol < 0:
+            _fail("tol", self.tol, "None or a float >= 0")
+        if not 0 <= self.eta <= 1:
+            _fail("eta", self.eta, "a float in [0, 1]")
+        if self.guidance_scale < 1:
+            _fail("guidance_scale", self.guidance_scale, "a float >= 1 (1 disables guidance)")
+        if not isinstance(self.feather, int) or self.feather < 0:
+            _fail("feather", self.feather, "an integer >= 0")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SamplerConfig":
+        """Build from a plain dict (e.g. a job config file); unknown keys fail with their names."""
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown sampler config field(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def sampler_options(self) -> dict:
+        """Keyword options for the chosen sampler function."""
+        if self.method == "newton":
+            return dict(newton_steps=self.newton_steps, lr=self.lr, h=self.h, jacobian=self.jacobian, tol=self.tol)
+        if self.method == "dps":
+            return dict(step_size=self.dps_step_size)
+        return {}
+
+    @property
+    def nfe_per_item(self) -> int:
+        """UNet forwards per item without early stop: S·(1+2K) for Newton, S otherwise."""
+        return self.steps * (1 + 2 * self.newton_steps) if self.method == "newton" else self.steps

@@ -1,0 +1,7 @@
+"""Constraints: each turns x̂0 into an error vector toward satisfying it and a residual."""
+
+from fcs.constraints.base import Constraint, per_item_max
+from fcs.constraints.latent_inpaint import LatentInpaint
+from fcs.constraints.pixel import ImageLoss, PixelInpaint, SuperResolution, downsample
+
+__all__ = ["Constraint", "ImageLoss", "LatentInpaint", "PixelInpaint", "SuperResolution", "downsample", "per_item_max"]

@@ -1,0 +1,202 @@
+"""A denoiser view of a diffusers model: x_t -> (eps, x0_hat), plus the VAE and text encoder around it.
+
+Paper notation (Graikos, Jojic & Samaras, arXiv 2410.18804):
+    x      x_t, the noisy sample in model space (SD latents, or pixels in [-1, 1])
+    x0     x̂0(x_t) = (x_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t), the Tweedie estimate
+    alpha  ᾱ_t = scheduler.alphas_cumprod[t]; one index t serves both the UNet and ᾱ_t
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+
+class Denoiser:
+    """Wraps a diffusers UNet (latent SD or pixel-space) and its scheduler's noise schedule.
+
+    Args:
+        unet: ``UNet2DConditionModel`` (with ``vae``) or ``UNet2DModel`` (pixel-space, no VAE/text).
+        scheduler: any diffusers scheduler; only its ``alphas_cumprod``, ``prediction_type`` and
+            step layout are used (sampling is DDIM).
+        vae: ``AutoencoderKL`` or None for pixel-space models.
+        text_encoder, tokenizer: CLIP text model and tokenizer for latent models.
+        guidance_scale: classifier-free guidance; 1 disables it (one UNet pass per forward).
+    """
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        scheduler: Any,
+        vae: torch.nn.Module | None = None,
+        text_encoder: torch.nn.Module | None = None,
+        tokenizer: Any = None,
+        guidance_scale: float = 1.0,
+        name: str = "model",
+    ) -> None:
+        from diffusers import DDIMScheduler
+
+        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+        self.scheduler = DDIMScheduler.from_config(scheduler.config)
+        self.guidance_scale = float(guidance_scale)
+        self.name = name
+        self.prediction_type = self.scheduler.config.prediction_type
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type {self.prediction_type!r} is not supported; use epsilon or v_prediction")
+        for module in (unet, vae, text_encoder):
+            if module is not None:
+                module.requires_grad_(False).eval()
+        self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
+        self._uncond: Tensor | None = None
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def is_latent(self) -> bool:
+        return self.vae is not None
+
+    @property
+    def scale_factor(self) -> int:
+        """Pixels per model-space cell along each side (8 for SD, 1 for pixel models)."""
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def channels(self) -> int:
+        return self.unet.config.in_channels
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Denoiser":
+        kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        for module in (self.unet, self.vae, self.text_encoder):
+            if module is not None:
+                module.to(**kwargs)
+        self._uncond = None
+        return self
+
+    def with_guidance(self, guidance_scale: float) -> "Denoiser":
+        """A view sharing the same modules with another classifier-free guidance scale."""
+        if guidance_scale == self.guidance_scale:
+            return self
+        view = copy.copy(self)
+        view.guidance_scale = float(guidance_scale)
+        return view
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the VAE factor times the UNet's downsampling."""
+        return self.scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def alpha(self, t: int) -> float:
+        """ᾱ_t as a Python float (fp64 schedule)."""
+        return float(self._alphas[int(t)])
+
+    def timesteps(self, steps: int) -> list[int]:
+        """The DDIM timesteps for ``steps`` outer steps, from noisiest to cleanest."""
+        self.scheduler.set_timesteps(steps)
+        return [int(t) for t in self.scheduler.timesteps]
+
+    # -- text -------------------------------------------------------------------------------
+    def encode_prompt(self, prompts: list[str]) -> Tensor | None:
+        """Text embeddings (B, L, D) for latent models; None for pixel models."""
+        if self.text_encoder is None:
+            return None
+        ids = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        with torch.no_grad():
+            return self.text_encoder(ids)[0]
+
+    def _unconditional(self, batch: int) -> Tensor:
+        if self._uncond is None:
+            self._uncond = self.encode_prompt([""])
+        return self._uncond.expand(batch, -1, -1)
+
+    # -- the denoiser -----------------------------------------------------------------------
+    def predict(self, x: Tensor, t: int, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One UNet forward pass: returns (eps, x0_hat), both fp32 with the shape of ``x``.
+
+        Args:
+            x: x_t with shape (B, C, h, w) in model space (any float dtype).
+            t: integer training timestep in [0, num_train_timesteps).
+            cond: text embeddings (B, L, D) for latent models, None otherwise.
+        """
+        a = self.alpha(t)
+        out = self._model_output(x, t, cond).float()
+        x32 = x.float()
+        if self.prediction_type == "v_prediction":
+            x0 = a**0.5 * x32 - (1 - a) ** 0.5 * out
+            eps = a**0.5 * out + (1 - a) ** 0.5 * x32
+        else:
+            eps = out
+            x0 = (x32 - (1 - a) ** 0.5 * eps) / a**0.5
+        return eps, x0
+
+    def _model_output(self, x: Tensor, t: int, cond: Tensor | None) -> Tensor:
+        x = x.to(self.dtype)
+        timestep = torch.tensor(int(t), device=x.device)
+        if cond is None:
+            return self.unet(x, timestep).sample
+        cond = cond.to(self.dtype)
+        if self.guidance_scale == 1.0:
+            return self.unet(x, timestep, encoder_hidden_states=cond).sample
+        uncond = self._unconditional(x.shape[0]).to(self.dtype)
+        both = self.unet(torch.cat([x, x]), timestep, encoder_hidden_states=torch.cat([uncond, cond])).sample
+        out_u, out_c = both.chunk(2)
+        return out_u + self.guidance_scale * (out_c - out_u)
+
+    def jvp(self, x: Tensor, tangent: Tensor, t: int, cond: Tensor | None = None) -> Tensor:
+        """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode UNet pass).
+
+        Needs attention without fused SDPA kernels (see :meth:`use_math_attention`).
+        """
+        dtype = self.dtype
+
+        def tweedie(x_in: Tensor) -> Tensor:
+            return self.predict(x_in, t, cond)[1]
+
+        _, jv = torch.func.jvp(tweedie, (x.to(dtype),), (tangent.to(dtype),))
+        return jv.float()
+
+    def use_math_attention(self) -> None:
+        """Swap attention processors for the plain math one (forward-mode AD has no rule for SDPA)."""
+        from diffusers.models.attention_processor import AttnProcessor
+
+        if hasattr(self.unet, "set_attn_processor"):
+            self.unet.set_attn_processor(AttnProcessor())
+
+    # -- VAE --------------------------------------------------------------------------------
+    def encode(self, images: Tensor) -> Tensor:
+        """Model-space representation of images (B, 3, H, W) in [0, 1]: VAE posterior mean × scaling
+        factor for latent models, 2·x − 1 for pixel models."""
+        x = images.to(self.device, torch.float32) * 2 - 1
+        if self.vae is None:
+            return x
+        with torch.no_grad():
+            mean = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
+        return mean.float() * self.vae.config.scaling_factor
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """Images (B, 3, H, W), nominally in [0, 1], from model-space x0; differentiable through the
+        decoder only. Not clamped, so constraint gradients survive saturated pixels."""
+        if self.vae is None:
+            return (x0.float() + 1) / 2
+        z = x0 / self.vae.config.scaling_factor
+        return (self.vae.decode(z.to(self.vae.dtype)).sample.float() + 1) / 2

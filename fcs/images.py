@@ -1,0 +1,117 @@
+"""Image and mask I/O: decode any common format to RGB, pad to the model's grid, composite back."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch import Tensor
+
+Source = bytes | str | Path | Image.Image | np.ndarray
+
+
+def open_image(source: Source) -> Image.Image:
+    """Open bytes, a path, a PIL image or an array; applies EXIF orientation. Raises ValueError
+    with the reason on unreadable data."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(source)
+    try:
+        img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        img.load()
+    except Exception as exc:  # PIL raises many types for bad data
+        raise ValueError(f"cannot decode image: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    return ImageOps.exif_transpose(img)
+
+
+def _as_float_array(img: Image.Image) -> np.ndarray:
+    """(H, W) or (H, W, C) float array in [0, 1]; 16-bit and 32-bit integer modes are rescaled."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        return np.clip(arr / 65535.0 if arr.max() > 255 or img.mode.startswith("I;16") else arr / 255.0, 0, 1)
+    if img.mode == "F":
+        return np.clip(np.asarray(img, dtype=np.float64), 0, 1)
+    return np.asarray(img).astype(np.float64) / 255.0
+
+
+def to_rgb_array(source: Source) -> np.ndarray:
+    """Any image as uint8 RGB (H, W, 3). Alpha is composited over white; grey is replicated."""
+    img = open_image(source)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    if img.mode in ("RGB", "L", "P", "CMYK", "YCbCr", "1"):
+        return np.asarray(img.convert("RGB"))
+    arr = _as_float_array(img)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return np.round(arr[..., :3] * 255).astype(np.uint8)
+
+
+def to_mask_array(source: Source) -> np.ndarray:
+    """A mask as float (H, W) in [0, 1], white (1) = regenerate, black (0) = keep.
+
+    Colour masks use their luminance; an alpha-only mask uses its alpha channel.
+    """
+    img = open_image(source)
+    if img.mode in ("RGBA", "LA") and np.asarray(img.convert("L")).max() == 0:
+        return np.asarray(img.getchannel("A")).astype(np.float64) / 255.0
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _as_float_array(img)
+    return np.asarray(img.convert("L")).astype(np.float64) / 255.0
+
+
+def rgb_to_tensor(rgb: np.ndarray) -> Tensor:
+    """uint8 (H, W, 3) -> float (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+
+
+def tensor_to_rgb(x: Tensor) -> np.ndarray:
+    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3), clamped and rounded."""
+    return (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad (..., H, W) at the bottom/right to multiples of ``multiple`` by edge replication
+    (never resizes, so nothing is distorted); crop back with ``x[..., :H, :W]``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    flat = x.reshape(-1, *x.shape[-3:]) if x.dim() >= 3 else x[None, None]
+    padded = F.pad(flat, (0, pw, 0, ph), mode="replicate")
+    return padded.reshape(*x.shape[:-2], h + ph, w + pw)
+
+
+def feathered(mask: np.ndarray, feather: int) -> np.ndarray:
+    """Blend weight of the generated image: exactly 0 wherever ``mask`` is 0 (kept pixels stay
+    bit-identical); inside the hole it ramps from half to the full mask value over about
+    ``feather`` pixels, softening the seam without leaving much of the old hole content."""
+    if feather <= 0:
+        return mask
+    from PIL import ImageFilter
+
+    blurred = Image.fromarray(np.round(mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(feather / 2))
+    ramp = np.clip(2 * np.asarray(blurred).astype(np.float64) / 255.0 - 1, 0, 1)
+    return mask * (0.5 + 0.5 * ramp)
+
+
+def composite(original: np.ndarray, generated: np.ndarray, mask: np.ndarray, feather: int = 4) -> np.ndarray:
+    """Paste ``original`` back outside the mask. uint8 (H, W, 3) arrays, mask float (H, W) in [0, 1]
+    with 1 = regenerate. Pixels with mask 0 are bit-identical to ``original``."""
+    weight = feathered(mask, feather)[..., None]
+    blend = np.round(original * (1 - weight) + generated * weight).astype(np.uint8)
+    return np.where(weight > 0, blend, original)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """uint8 array (H, W) or (H, W, C) -> PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()

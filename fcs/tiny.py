@@ -1,0 +1,143 @@
+"""Tiny diffusers models with random weights, written to disk in the real checkpoint layout.
+
+They are loaded back through the same ``from_pretrained`` path as a hub checkpoint, so tests and
+offline demos exercise real loading code. Outputs are meaningless images; shapes and code paths are
+real: an SD-shaped latent model (UNet2DConditionModel + AutoencoderKL with 8x downsampling + CLIP
+text encoder + tokenizer + DDIM scheduler) and a pixel-space model (UNet2DModel + DDIM scheduler).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
+
+
+def _bytes_to_unicode() -> list[str]:
+    """The byte -> printable-character table of GPT-2/CLIP byte-level BPE."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def _write_tokenizer(path: Path) -> int:
+    """A byte-level CLIP tokenizer with no merges (every byte its own token); returns vocab size."""
+    chars = _bytes_to_unicode()
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (path / "merges.txt").write_text("#version: 0.2\n")
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": 16, "tokenizer_class": "CLIPTokenizer"})
+    )
+    return len(tokens)
+
+
+def build_tiny_sd(path: str | Path, prediction_type: str = "epsilon", seed: int = 0) -> Path:
+    """Write a tiny random-weight Stable-Diffusion-shaped checkpoint to ``path`` and return it.
+
+    Latents have 4 channels at 1/8 of the image size, as in SD 1.x/2.x.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    path = Path(path)
+    torch.manual_seed(seed)  # weights only; sampling never touches the global generator
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    vocab_size = _write_tokenizer(path / "tokenizer")
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=16,
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=vocab_size - 1,
+        )
+    )
+    scheduler = DDIMScheduler(prediction_type=prediction_type, **_SCHEDULER)
+    unet.save_pretrained(path / "unet", safe_serialization=True)
+    vae.save_pretrained(path / "vae", safe_serialization=True)
+    text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+    scheduler.save_pretrained(path / "scheduler")
+    _write_model_index(path, "StableDiffusionPipeline")
+    return path
+
+
+def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> Path:
+    """Write a tiny random-weight pixel-space ``UNet2DModel`` checkpoint (3 channels) to ``path``."""
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=sample_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
+    unet.save_pretrained(path / "unet", safe_serialization=True)
+    DDIMScheduler(**{**_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}).save_pretrained(
+        path / "scheduler"
+    )
+    _write_model_index(path, "DDIMPipeline")
+    return path
+
+
+def _write_model_index(path: Path, class_name: str) -> None:
+    parts = {
+        "unet": ["diffusers", "UNet2DConditionModel" if class_name != "DDIMPipeline" else "UNet2DModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+    }
+    if class_name != "DDIMPipeline":
+        parts |= {
+            "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+        }
+    (path / "model_index.json").write_text(json.dumps({"_class_name": class_name, **parts}, indent=2))
