@@ -69,7 +69,7 @@ def to_mask_array(source: Source) -> np.ndarray:
 
 def rgb_to_tensor(rgb: np.ndarray) -> Tensor:
     """uint8 (H, W, 3) -> float (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / 255.0
 
 
 def tensor_to_rgb(x: Tensor) -> np.ndarray:

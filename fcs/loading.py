@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -37,6 +38,29 @@ def resolve_device(device: str | None) -> str:
     return "cpu"
 
 
+BUILTIN = {"tiny": "build_tiny_sd", "tiny-v": "build_tiny_sd_v", "tiny-pixel": "build_tiny_pixel"}
+
+
+def cache_dir() -> Path:
+    """Where built-in models are written: $FCS_CACHE or ~/.cache/fcs."""
+    return Path(os.environ.get("FCS_CACHE", Path.home() / ".cache" / "fcs"))
+
+
+def resolve_model(model: str | Path) -> str:
+    """Map a built-in name ('tiny', 'tiny-v', 'tiny-pixel') to a folder written on first use;
+    other values pass through (hub id or local path)."""
+    name = str(model)
+    if name not in BUILTIN:
+        return str(Path(name).resolve()) if Path(name).exists() else name
+    from fcs import tiny
+
+    path = cache_dir() / name
+    if not (path / "model_index.json").exists():
+        log.info("writing built-in random-weight model %r to %s", name, path)
+        getattr(tiny, BUILTIN[name])(path)
+    return str(path)
+
+
 def load_denoiser(
     model: str | Path,
     device: str | None = "auto",
@@ -53,13 +77,12 @@ def load_denoiser(
 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    source = str(model)
-    if Path(source).exists():
-        source = str(Path(source).resolve())
+    source = resolve_model(model)
     log.info("loading %s on %s as %s", source, device, torch_dtype)
     try:
         index = DiffusionPipeline.load_config(source)
-        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
+        is_sd = "safety_checker" in index or str(index.get("_class_name", "")).startswith("StableDiffusion")
+        extra = {"safety_checker": None, "requires_safety_checker": False} if is_sd else {}
         pipe = DiffusionPipeline.from_pretrained(source, dtype=torch_dtype, use_safetensors=True, **extra)
     except OSError as exc:
         raise OSError(

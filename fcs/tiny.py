@@ -105,6 +105,11 @@ def build_tiny_sd(path: str | Path, prediction_type: str = "epsilon", seed: int 
     return path
 
 
+def build_tiny_sd_v(path: str | Path, seed: int = 0) -> Path:
+    """The tiny SD model with a v-prediction scheduler (SD 2.x style)."""
+    return build_tiny_sd(path, prediction_type="v_prediction", seed=seed)
+
+
 def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> Path:
     """Write a tiny random-weight pixel-space ``UNet2DModel`` checkpoint (3 channels) to ``path``."""
     from diffusers import DDIMScheduler, UNet2DModel

@@ -1,0 +1,1 @@
+"""Entry points: config -> pipeline -> run -> summary. The ``fcs`` console script lives in ``jobs.cli``."""
