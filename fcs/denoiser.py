@@ -172,7 +172,8 @@ class Denoiser:
         def tweedie(x_in: Tensor) -> Tensor:
             return self.predict(x_in, t, cond)[1]
 
-        _, jv = torch.func.jvp(tweedie, (x.to(dtype),), (tangent.to(dtype),))
+        # contiguous: forward-mode group_norm fails on strided primals (e.g. x_t built from VAE latents)
+        _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
         return jv.float()
 
     def use_math_attention(self) -> None:
@@ -188,7 +189,8 @@ class Denoiser:
         factor for latent models, 2·x − 1 for pixel models."""
         x = images.to(self.device, torch.float32) * 2 - 1
         if self.vae is None:
-            return x
+            # a greyscale pixel model takes RGB input as its luminance mean
+            return x.mean(1, keepdim=True) if self.channels == 1 and x.shape[1] == 3 else x
         with torch.no_grad():
             mean = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
         return mean.float() * self.vae.config.scaling_factor

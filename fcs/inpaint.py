@@ -98,7 +98,7 @@ def _inpaint_group(denoiser, images, masks, prompts, seeds, config, show_progres
         steps=config.steps, eta=config.eta, gens=gens, show_progress=show_progress, **config.sampler_options(),
     )
     with torch.no_grad():
-        decoded = denoiser.decode(result.x0)[..., :h, :w].cpu()
+        decoded = denoiser.decode(result.x0)[..., :h, :w].cpu().expand(-1, 3, -1, -1)  # grey models -> RGB
     if denoiser.device.type == "cuda":
         torch.cuda.synchronize()
     per_item_s = (time.perf_counter() - started) / len(images)
