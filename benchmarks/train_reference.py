@@ -28,10 +28,10 @@ def build_unet():
 
     return UNet2DModel(
         sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
-        block_out_channels=(32, 64, 64),
+        block_out_channels=(16, 32, 64),
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=16,
+        norm_num_groups=8,
     )
 
 
@@ -108,7 +108,7 @@ def _plot(curve: list[float], window: int, path: Path) -> None:
 def _model_card(out, params, steps, batch, lr, seed, elapsed, curve, n_train, n_test, minutes) -> None:
     (out / "README.md").write_text(f"""# fcs reference model: DDPM on handwritten digits (16×16)
 
-- Architecture: diffusers `UNet2DModel`, 1 channel, blocks (32, 64, 64), attention at 8×8,
+- Architecture: diffusers `UNet2DModel`, 1 channel, blocks (16, 32, 64), attention at 8×8,
   {params / 1e6:.2f} M parameters; epsilon prediction; linear β schedule 1e-4..0.02, 1000 steps.
   Weights are an EMA of the training weights; safetensors only.
 - Data: scikit-learn `load_digits` (UCI optical recognition of handwritten digits, 1,797 real 8×8
