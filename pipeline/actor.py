@@ -1,0 +1,145 @@
+"""The GPU stage: a callable class that keeps one model resident and restores a batch per call.
+
+Ray Data runs it in an actor pool (``map_batches(Sampler, compute=ActorPoolStrategy(size=N))``);
+a test can call it directly on a dict batch without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("id", "error", "out", "height", "width", "seed", "sample_s", "batch_size", "nfe",
+                  "residual_init", "residual_final", "peak_mem_mb", "worker", "node", "device",
+                  "started_at", "finished_at")
+
+
+class Sampler:
+    """Loads the model once in ``__init__``; ``__call__`` inpaints the batch's valid rows.
+
+    Args:
+        model: hub id, local diffusers folder, or 'tiny'. sampler: :class:`fcs.SamplerConfig` fields.
+        device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
+    """
+
+    def __init__(self, model: str, sampler: dict | None = None, device: str = "auto", dtype: str = "auto") -> None:
+        import fcs
+
+        self.config = fcs.SamplerConfig.from_dict(sampler or {})
+        self.worker, self.node, ray_gpus = _whoami()
+        if ray_gpus and device == "auto" and not _cuda_available():
+            log.warning("Ray assigned GPU(s) %s to this sampler but torch sees no CUDA device; running on CPU", ray_gpus)
+        self.denoiser = fcs.load_denoiser(model, device=device, dtype=dtype)
+        self.device = str(self.denoiser.device)
+
+    def __call__(self, batch: dict) -> dict:
+        """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes),
+        height, width, prompt, seed. Returns id, error, out (restored uint8 H*W*3 bytes or None),
+        height, width, seed and the per-item metrics; rows arriving with an error pass through."""
+        n = len(batch["id"])
+        rows = [{"id": str(batch["id"][i]), "error": batch["error"][i], "out": None,
+                 "height": int(batch["height"][i]), "width": int(batch["width"][i]), "seed": int(batch["seed"][i])}
+                for i in range(n)]
+        todo = [i for i in range(n) if rows[i]["error"] is None]
+        if todo:
+            self._sample(batch, rows, todo)
+        return {name: np.array([row.get(name) for row in rows], dtype=object) for name in OUTPUT_COLUMNS}
+
+    def _sample(self, batch: dict, rows: list[dict], todo: list[int]) -> None:
+        started = time.time()
+        self._reset_peak()
+        images, masks = [], []
+        for i in todo:
+            h, w = rows[i]["height"], rows[i]["width"]
+            images.append(np.frombuffer(batch["rgb"][i], np.uint8).reshape(h, w, 3))
+            masks.append(np.frombuffer(batch["mask"][i], np.float32).reshape(h, w))
+        prompts = [str(batch["prompt"][i]) for i in todo]
+        seeds = [rows[i]["seed"] for i in todo]
+        results = self._inpaint(images, masks, prompts, seeds)
+        finished, peak = time.time(), self._peak_mb()
+        for i, res in zip(todo, results):
+            row = rows[i]
+            row.update(worker=self.worker, node=self.node, device=self.device, peak_mem_mb=peak,
+                       started_at=started, finished_at=finished)
+            if isinstance(res, str):
+                row["error"] = res
+                continue
+            row.update(sample_s=res.sample_s, batch_size=res.batch_size, nfe=res.nfe,
+                       residual_init=res.residual_init, residual_final=res.residual_final, error=res.error)
+            if res.error is None:
+                row["out"] = np.ascontiguousarray(res.image, dtype=np.uint8).tobytes()
+
+    def _inpaint(self, images, masks, prompts, seeds) -> list:
+        """fcs.inpaint over the batch; if the batch fails as a whole (e.g. out of memory), each item
+        is retried alone so one bad item or an oversized batch costs only its own rows."""
+        import fcs
+
+        try:
+            return fcs.inpaint(self.denoiser, images, masks, prompts, seeds, self.config)
+        except Exception as exc:  # noqa: BLE001
+            if len(images) == 1:
+                return [_sample_error(exc)]
+            log.warning("batch of %d failed (%s); retrying items one by one", len(images), exc)
+            self._free()
+        out = []
+        for args in zip(images, masks, prompts, seeds):
+            try:
+                out.extend(fcs.inpaint(self.denoiser, *([a] for a in args), config=self.config))
+            except Exception as exc:  # noqa: BLE001
+                out.append(_sample_error(exc))
+                self._free()
+        return out
+
+    def _reset_peak(self) -> None:
+        if self.denoiser.device.type == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.denoiser.device)
+
+    def _peak_mb(self) -> float:
+        """Peak CUDA memory allocated during the batch, or on CPU the process's peak resident set."""
+        if self.denoiser.device.type == "cuda":
+            import torch
+
+            return torch.cuda.max_memory_allocated(self.denoiser.device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def _free(self) -> None:
+        if self.denoiser.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _sample_error(exc: BaseException) -> str:
+    from pipeline.stages import one_line
+
+    return one_line("sample", f"{type(exc).__name__}: {exc}")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _whoami() -> tuple[str, str, list]:
+    """(worker, node, Ray GPU ids): the Ray actor and node ids inside Ray, else host and pid."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            actor = ctx.get_actor_id()
+            if actor:
+                return actor, ctx.get_node_id(), list(ray.get_gpu_ids())
+    except ImportError:
+        pass
+    return f"pid-{os.getpid()}", socket.gethostname(), []

@@ -1,0 +1,103 @@
+"""Job settings, validated when built so a bad value names its field before any Ray or model work."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from fcs.config import SamplerConfig
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"config field {name!r}: got {value!r}, expected {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One batch job: where the data is, which model, how many sampler actors, how to sample.
+
+    Attributes:
+        input: Parquet shards (a file or a prefix) or a folder with ``images/`` and ``masks/``;
+            a local path or an s3://, gs://, file:// URI.
+        output: folder or prefix that receives ``part-*.parquet`` and ``_summary.json``.
+        model: hub id, local diffusers folder, or 'tiny' (built-in random-weight test model).
+        actors: sampler actors, each holding one resident model. batch_size: items per sampler call.
+        gpus_per_actor: None = auto (1 when the cluster has GPUs, else CPU); a number forces it.
+        cpus_per_actor: CPUs reserved per sampler actor (0 keeps the CPU stages from starving).
+        device, dtype: passed to :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when visible).
+        s3_endpoint: S3-compatible endpoint; None = $AWS_ENDPOINT_URL or AWS itself.
+        prompt: prompt for rows without a ``prompt`` column value. max_side: larger images are
+            error rows. limit: process at most this many pending items (None = all).
+        task: name recorded in every output row. sampler: the :class:`fcs.SamplerConfig`.
+    """
+
+    input: str
+    output: str
+    model: str = "tiny"
+    actors: int = 1
+    batch_size: int = 4
+    gpus_per_actor: float | None = None
+    cpus_per_actor: float = 0.0
+    device: str = "auto"
+    dtype: str = "auto"
+    s3_endpoint: str | None = None
+    prompt: str = ""
+    max_side: int = 2048
+    limit: int | None = None
+    task: str = "restore"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "model"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                _fail(name, value, "a non-empty string (a path or URI)")
+        if self.input.rstrip("/") == self.output.rstrip("/"):
+            _fail("output", self.output, "a location different from input")
+        for name in ("actors", "batch_size", "max_side"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                _fail(name, value, "a positive integer")
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
+            _fail("limit", self.limit, "None or a positive integer")
+        if self.gpus_per_actor is not None and (
+            not isinstance(self.gpus_per_actor, (int, float)) or isinstance(self.gpus_per_actor, bool)
+            or self.gpus_per_actor < 0
+        ):
+            _fail("gpus_per_actor", self.gpus_per_actor, "null (auto) or a number >= 0, e.g. 1 or 0.5")
+        if not isinstance(self.cpus_per_actor, (int, float)) or self.cpus_per_actor < 0:
+            _fail("cpus_per_actor", self.cpus_per_actor, "a number >= 0")
+        if not isinstance(self.prompt, str):
+            _fail("prompt", self.prompt, "a string")
+        if isinstance(self.sampler, dict):
+            object.__setattr__(self, "sampler", SamplerConfig.from_dict(self.sampler))
+        if not isinstance(self.sampler, SamplerConfig):
+            _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "JobConfig":
+        """Build from a plain dict (a YAML file merged with flags); unknown keys fail with their names."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"unknown job config field(s): {', '.join(sorted(unknown))}; "
+                f"allowed: {', '.join(f.name for f in fields(cls))}"
+            )
+        values = dict(values)
+        sampler = values.get("sampler") or {}
+        if not isinstance(sampler, (dict, SamplerConfig)):
+            _fail("sampler", sampler, "a mapping of SamplerConfig fields")
+        values["sampler"] = SamplerConfig.from_dict(sampler) if isinstance(sampler, dict) else sampler
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["sampler"] = self.sampler.to_dict()
+        return out
+
+    def with_sampler(self, **changes: Any) -> "JobConfig":
+        return replace(self, sampler=replace(self.sampler, **changes))

@@ -1,0 +1,117 @@
+"""The batch job: plan resources, resume, run the Ray Data graph, summarize.
+
+    read (Parquet / folder, blocks of batch_size rows, committed ids skipped)
+      -> prepare   CPU tasks: read bytes, decode, validate      (pipeline.stages.prepare)
+      -> Sampler   actor pool, one resident model per actor     (pipeline.actor.Sampler)
+      -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
+      -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import output, sources, stages
+from pipeline.actor import Sampler
+from pipeline.config import JobConfig
+from pipeline.storage import Storage
+from pipeline.summary import format_summary, summarize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each sampler actor reserves, and the torch device it is told to use."""
+
+    gpus: float
+    cpus: float
+    device: str
+
+
+def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
+    """One GPU per actor when the cluster has GPUs, CPU otherwise; fail fast (ValueError) when the
+    request cannot be met, because Ray would otherwise wait for the missing GPUs without end."""
+    available = float(cluster.get("GPU", 0))
+    gpus = cfg.gpus_per_actor if cfg.gpus_per_actor is not None else (1.0 if available >= 1 else 0.0)
+    if gpus > 0 and gpus * cfg.actors > available:
+        raise ValueError(
+            f"{cfg.actors} sampler actor(s) with {gpus:g} GPU each need {gpus * cfg.actors:g} GPU(s) but the Ray "
+            f"cluster has {available:g}; lower actors, set gpus_per_actor (e.g. 0.5 to share a GPU, 0 for CPU), "
+            "or add GPU nodes"
+        )
+    device = "cpu" if gpus == 0 and cfg.device == "auto" else cfg.device
+    if gpus == 0:
+        log.warning("no GPU requested or found in the Ray cluster: %d sampler actor(s) run on CPU (slow for real models)",
+                    cfg.actors)
+    return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device)
+
+
+def run_graph(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources) -> None:
+    """Stream the pending items through the stages and commit them to ``out``."""
+    from ray.data import ActorPoolStrategy
+
+    ds = sources.read(inputs, done, block_rows=cfg.batch_size, limit=cfg.limit)
+    ds = ds.map_batches(stages.prepare, batch_format="pyarrow",
+                        fn_kwargs=dict(storage=inputs.storage, prompt=cfg.prompt, max_side=cfg.max_side))
+    ds = ds.map_batches(
+        Sampler, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
+        num_gpus=res.gpus, num_cpus=res.cpus,
+        fn_constructor_kwargs=dict(model=_model_source(cfg.model), sampler=cfg.sampler.to_dict(),
+                                   device=res.device, dtype=cfg.dtype),
+    )
+    ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
+    ds.write_datasink(output.ParquetCommitSink(out, run_id))
+
+
+def run(cfg: JobConfig) -> dict:
+    """Run the job to completion (resuming whatever an earlier run committed) and return its
+    summary, also written to ``<output>/_summary.json``. Connects to Ray ($RAY_ADDRESS or a new
+    local cluster) unless already connected."""
+    import ray
+
+    started = time.time()
+    src, out = Storage.from_uri(cfg.input, cfg.s3_endpoint), Storage.from_uri(cfg.output, cfg.s3_endpoint)
+    inputs = sources.discover(src)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    before = output.claim(out, run_id)
+    done = output.read_output(out, before, ["id"]).column("id").combine_chunks()
+    pending = len(inputs.ids) - (int(pc.sum(pc.is_in(inputs.ids, value_set=done)).as_py() or 0) if len(done) else 0)
+    todo = min(pending, cfg.limit or pending)
+    log.info("run %s: %d input item(s) in %s, %d already in %s, %d to process",
+             run_id, len(inputs.ids), src.uri(), len(inputs.ids) - pending, out.uri(), todo)
+    res = None
+    if todo:
+        if not ray.is_initialized():
+            ray.init()
+        res = plan_resources(cfg, ray.cluster_resources())
+        log.info("%d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
+                 cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
+        run_graph(cfg, inputs, done, out, run_id, res)
+    after = output.committed_files(out)
+    new_files = sorted(set(after) - set(before))
+    summary = summarize(output.read_output(out, after), output.read_output(out, new_files), inputs.ids,
+                        time.time() - started, cfg.actors)
+    summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
+                   gpus_per_actor=res.gpus if res else None, config=cfg.to_dict())
+    summary["summary_uri"] = output.write_summary(out, summary)
+    log.info("summary of %s\n%s", out.uri(), format_summary(summary))
+    return summary
+
+
+def _model_source(model: str) -> str:
+    """What the actors load: built-in models are written once here first (so actors on this node
+    do not race to build them), local folders become absolute paths, hub ids pass through."""
+    from fcs.loading import BUILTIN, resolve_model
+
+    if model in BUILTIN:
+        resolve_model(model)
+        return model
+    return str(Path(model).resolve()) if Path(model).exists() else model

@@ -1,0 +1,118 @@
+"""Output Parquet with exactly-once commits.
+
+Layout of an output location::
+
+    part-<hash of the file's sorted ids>.parquet   committed rows (the only files that count)
+    _fcs/owner                                     id of the run allowed to commit
+    _fcs/tmp/                                      local staging; partial files never count
+    _summary.json                                  the last run's summary
+
+Each write publishes one file atomically (object-store PUT, or rename on local disks) under a name
+derived from its ids, so a retried write task overwrites its own file instead of adding a copy.
+A rerun first takes ownership, then skips every id in the committed files; a write task of an
+older (killed) run that is still alive sees it lost ownership and commits nothing. Readers
+(``pandas.read_parquet``, pyarrow, Ray) skip ``_``-prefixed paths, so the folder reads as the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.data import Datasink
+from ray.data.block import BlockAccessor
+
+from pipeline.storage import Storage
+
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+OUTPUT_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("status", pa.string()),            # "ok" | "error"
+    ("error", pa.string()),             # null or a one-line reason starting with the stage name
+    ("image", IMAGE_TYPE),              # PNG, null on error
+    ("sample_s", pa.float64()),         # sampler seconds for this item (batch time / batch size)
+    ("batch_size", pa.int32()),
+    ("nfe", pa.int64()),                # UNet forward passes
+    ("residual_init", pa.float64()),
+    ("residual_final", pa.float64()),
+    ("peak_mem_mb", pa.float64()),
+    ("worker", pa.string()),
+    ("node", pa.string()),
+    ("device", pa.string()),
+    ("model", pa.string()),
+    ("task", pa.string()),
+    ("seed", pa.int64()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+])
+METRIC_COLUMNS = [name for name in OUTPUT_SCHEMA.names if name != "image"]
+OWNER = "_fcs/owner"
+
+
+def part_name(ids: Iterable[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:24]
+    return f"part-{digest}.parquet"
+
+
+def committed_files(storage: Storage) -> list[str]:
+    return storage.list_files("part-*.parquet")
+
+
+def read_output(storage: Storage, files: list[str] | None = None, columns: list[str] | None = None) -> pa.Table:
+    """The committed rows (all of them, or those in ``files``); ``columns`` defaults to the metrics."""
+    import pyarrow.dataset as pads
+
+    files = committed_files(storage) if files is None else files
+    columns = METRIC_COLUMNS if columns is None else columns
+    if not files:
+        return OUTPUT_SCHEMA.empty_table().select(columns)
+    dataset = pads.dataset(files, schema=OUTPUT_SCHEMA, format="parquet", filesystem=storage.arrow_fs)
+    return dataset.to_table(columns=columns)
+
+
+def claim(storage: Storage, run_id: str) -> list[str]:
+    """Make ``run_id`` the only run allowed to commit, clear stale staging files, and return the
+    files already committed (their ids are done)."""
+    fs = storage.fs
+    fs.makedirs(storage.path("_fcs"), exist_ok=True)
+    storage.put_atomic(storage.path(OWNER), run_id.encode())
+    if storage.protocol == "file" and fs.exists(storage.path("_fcs", "tmp")):
+        fs.rm(storage.path("_fcs", "tmp"), recursive=True)
+    return committed_files(storage)
+
+
+class ParquetCommitSink(Datasink):
+    """Ray Data datasink: each write task commits its rows as one atomic Parquet file."""
+
+    def __init__(self, storage: Storage, run_id: str) -> None:
+        self.storage, self.run_id = storage, run_id
+
+    def get_name(self) -> str:
+        return "WriteCommittedParquet"
+
+    def write(self, blocks, ctx) -> list[dict]:
+        tables = [BlockAccessor.for_block(b).to_arrow().cast(OUTPUT_SCHEMA) for b in blocks]
+        tables = [t for t in tables if t.num_rows]
+        return [commit(self.storage, self.run_id, pa.concat_tables(tables))] if tables else []
+
+
+def commit(storage: Storage, run_id: str, table: pa.Table) -> dict:
+    """Publish ``table`` as one committed file if ``run_id`` still owns the output."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    owner = storage.read_bytes(storage.path(OWNER)).decode()
+    if owner != run_id:
+        raise RuntimeError(f"output {storage.uri()} is now owned by run {owner}; run {run_id} commits nothing")
+    name = part_name(table.column("id").to_pylist())
+    storage.put_atomic(storage.path(name), buffer.getvalue())
+    return {"file": name, "rows": table.num_rows}
+
+
+def write_summary(storage: Storage, summary: dict) -> str:
+    path = storage.path("_summary.json")
+    storage.put_atomic(path, json.dumps(summary, indent=2, default=str).encode())
+    return storage.uri(path)

@@ -1,0 +1,136 @@
+"""Input discovery and reading: Parquet shards, or a folder of images and masks matched by file stem.
+
+Parquet shards hold ``id`` (string, unique), ``image`` (bytes, or the Hugging Face struct{bytes, path}),
+``mask`` (bytes or struct, white = regenerate) and optional ``prompt`` / ``seed`` / task columns.
+A folder holds ``images/<id>.<ext>`` and ``masks/<id>.<ext>``; ids are paths relative to ``images/``
+without the extension, so nested folders work. A mask or image without its partner is still an
+input id: it becomes an error row, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.storage import Storage
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+@dataclass
+class Inputs:
+    """What a job reads. ``ids``: every input id (string array). ``files``: Parquet shards (parquet
+    kind). ``listing``: id, image_path, mask_path per item (folder kind)."""
+
+    kind: str
+    storage: Storage
+    ids: pa.Array
+    files: list[str]
+    listing: pa.Table | None = None
+
+
+def discover(storage: Storage) -> Inputs:
+    """Find the input items on the driver, reading only ids. Fails fast (ValueError) on a missing
+    location, no items, null or duplicate ids, or shards without ``id``/``image``/``mask``."""
+    fs = storage.fs
+    if not fs.exists(storage.root):
+        raise ValueError(f"input {storage.uri()!r} does not exist")
+    if fs.isdir(storage.root) and fs.isdir(storage.path("images")):
+        return _discover_folder(storage)
+    files = [storage.root] if not fs.isdir(storage.root) else [
+        p for p in storage.list_files("**/*.parquet") if not _hidden(storage.relative(p))
+    ]
+    if not files:
+        raise ValueError(
+            f"input {storage.uri()!r} has no .parquet shards and no images/ folder; expected Parquet "
+            "shards with id, image, mask columns, or images/<id>.png + masks/<id>.png"
+        )
+    return _discover_parquet(storage, files)
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in relative.split("/"))
+
+
+def _discover_parquet(storage: Storage, files: list[str]) -> Inputs:
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(files, format="parquet", filesystem=storage.arrow_fs)
+    missing = [c for c in ("id", "image", "mask") if c not in dataset.schema.names]
+    if missing:
+        raise ValueError(
+            f"input shards lack column(s) {', '.join(missing)} (found {', '.join(dataset.schema.names)}); "
+            "required: id (string), image (bytes or struct{bytes, path}), mask (bytes, white = regenerate)"
+        )
+    ids = dataset.to_table(columns=["id"]).column("id").combine_chunks()
+    if ids.null_count:
+        raise ValueError(f"input has {ids.null_count} row(s) with a null id; every row needs a unique string id")
+    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files)
+
+
+def _discover_folder(storage: Storage) -> Inputs:
+    def by_stem(folder: str) -> dict[str, str]:
+        found: dict[str, list[str]] = {}
+        for path in storage.list_files(f"{folder}/**"):
+            rel = posixpath.relpath(path, storage.path(folder))
+            stem, ext = posixpath.splitext(rel)
+            if ext.lower() in IMAGE_EXTENSIONS and not _hidden(rel):
+                found.setdefault(stem, []).append(path)
+        clashes = {k: v for k, v in found.items() if len(v) > 1}
+        if clashes:
+            stem, paths = next(iter(clashes.items()))
+            raise ValueError(
+                f"{len(clashes)} id(s) in {folder}/ match several files, e.g. {stem!r}: "
+                f"{', '.join(posixpath.basename(p) for p in paths)}; keep one file per stem"
+            )
+        return {k: v[0] for k, v in found.items()}
+
+    images = by_stem("images")
+    masks = by_stem("masks") if storage.fs.isdir(storage.path("masks")) else {}
+    ids = sorted(set(images) | set(masks))
+    if not ids:
+        raise ValueError(f"input {storage.uri()!r} has an images/ folder but no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    listing = pa.table({
+        "id": pa.array(ids, pa.string()),
+        "image_path": pa.array([images.get(i) for i in ids], pa.string()),
+        "mask_path": pa.array([masks.get(i) for i in ids], pa.string()),
+    })
+    return Inputs("folder", storage, listing.column("id").combine_chunks(), [], listing)
+
+
+def _unique(ids: pa.Array) -> pa.Array:
+    if pc.count_distinct(ids).as_py() != len(ids):
+        dupes = [k for k, n in Counter(ids.to_pylist()).items() if n > 1]
+        raise ValueError(
+            f"input ids must be unique within a job; {len(dupes)} id(s) repeat, e.g. {', '.join(map(repr, dupes[:3]))}"
+        )
+    return ids
+
+
+def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = None):
+    """A Ray Dataset of the pending raw rows (ids in ``done`` are skipped), in blocks of at most
+    ``block_rows`` rows so a crash loses little and every sampler call gets one block."""
+    import ray
+
+    if inputs.kind == "folder":
+        listing = inputs.listing.filter(pc.invert(pc.is_in(inputs.listing.column("id"), value_set=done)))
+        if limit is not None:
+            listing = listing.slice(0, limit)
+        chunks = [listing.slice(i, block_rows) for i in range(0, listing.num_rows, block_rows)]
+        ds = ray.data.from_arrow(chunks or [listing])
+    else:
+        ds = ray.data.read_parquet(inputs.files, filesystem=inputs.storage.arrow_fs, partitioning=None)
+        if len(done):
+            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": ray.put(done)})
+        if limit is not None:
+            ds = ds.limit(limit)
+    return ds.repartition(target_num_rows_per_block=block_rows)
+
+
+def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
+    """Rows whose id is not in ``done`` (ids already committed by an earlier run)."""
+    return batch.filter(pc.invert(pc.is_in(batch.column("id").cast(pa.string()), value_set=done)))

@@ -1,0 +1,159 @@
+"""The CPU stages around the sampler: ``prepare`` (read, decode, validate) and ``encode`` (PNG).
+
+Both take and return pyarrow tables with fixed schemas. A bad item never raises: it becomes a row
+whose ``error`` starts with the stage that failed (``read:``, ``decode:``, ``validate:``,
+``encode:``), and later stages pass it through untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.output import OUTPUT_SCHEMA
+from pipeline.storage import Storage
+
+PREPARED_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("error", pa.string()),
+    ("rgb", pa.binary()),       # uint8 (H, W, 3), C order
+    ("mask", pa.binary()),      # float32 (H, W) in [0, 1], 1 = regenerate
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("prompt", pa.string()),
+    ("seed", pa.int64()),
+])
+
+
+class ItemError(Exception):
+    """A per-item failure; ``str(exc)`` is the one-line reason, starting with the stage name."""
+
+
+def one_line(stage: str, exc: BaseException | str, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text if text.startswith(f"{stage}:") else f"{stage}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def default_seed(item_id: str) -> int:
+    """A row's seed when the data has none: stable across runs, machines and batch layouts."""
+    return zlib.crc32(item_id.encode()) & 0x7FFFFFFF
+
+
+# -- prepare ------------------------------------------------------------------------------------
+def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: int = 2048) -> pa.Table:
+    """CPU stage: raw input rows -> decoded, validated rows (``PREPARED_SCHEMA``).
+
+    Reads bytes (inline, HF ``{bytes, path}`` structs, or folder paths), decodes the image to uint8
+    RGB (H, W, 3) and the mask to float32 (H, W) in [0, 1], and validates the pair.
+    """
+    columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
+    rows = []
+    for i in range(batch.num_rows):
+        item_id = str(columns["id"][i])
+        row = {"id": item_id, "error": None, "rgb": None, "mask": None, "height": 0, "width": 0,
+               "prompt": prompt, "seed": default_seed(item_id)}
+        try:
+            row.update(_prepare_item(item_id, {k: v[i] for k, v in columns.items()}, storage, max_side))
+        except ItemError as exc:
+            row["error"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - an unforeseen failure is still one item's error row
+            row["error"] = one_line("decode", f"unexpected {type(exc).__name__}: {exc}")
+        if row["prompt"] is None:
+            row["prompt"] = prompt
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=PREPARED_SCHEMA)
+
+
+def _prepare_item(item_id: str, raw: dict, storage: Storage, max_side: int) -> dict:
+    from fcs.images import to_mask_array, to_rgb_array
+    from fcs.inpaint import check_pair
+
+    out = {}
+    if raw.get("prompt") is not None:
+        out["prompt"] = str(raw["prompt"])
+    if raw.get("seed") is not None:
+        try:
+            out["seed"] = int(raw["seed"])
+        except (TypeError, ValueError):
+            raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not an integer")) from None
+    image = _fetch(raw, "image", storage)
+    mask = _fetch(raw, "mask", storage)
+    try:
+        rgb = to_rgb_array(image)
+    except ValueError as exc:
+        raise ItemError(one_line("decode", exc)) from None
+    try:
+        mask_arr = to_mask_array(mask).astype(np.float32)
+    except ValueError as exc:
+        raise ItemError(one_line("decode", str(exc).replace("cannot decode image", "cannot decode mask", 1))) from None
+    h, w = rgb.shape[:2]
+    if max(h, w) > max_side:
+        raise ItemError(one_line("validate", f"image is {w}x{h}, larger than max_side={max_side}; downscale it or raise max_side"))
+    try:
+        check_pair(rgb, mask_arr)
+    except ValueError as exc:
+        raise ItemError(one_line("validate", exc)) from None
+    if float(mask_arr.max()) <= 0:
+        raise ItemError(one_line(
+            "validate", f"mask is empty (all black = keep every pixel) for {w}x{h} image; nothing to restore "
+            "(white marks the pixels to regenerate)"))
+    return {**out, "rgb": np.ascontiguousarray(rgb).tobytes(), "mask": np.ascontiguousarray(mask_arr).tobytes(),
+            "height": h, "width": w}
+
+
+def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
+    """The bytes of ``image`` or ``mask``: inline binary, an HF struct{bytes, path}, or a folder path."""
+    value, path = raw.get(name), raw.get(f"{name}_path")
+    if isinstance(value, dict):
+        value, path = value.get("bytes"), value.get("path")
+    if value is not None:
+        return bytes(value)
+    if not path:
+        where = "column is null" if f"{name}_path" not in raw else f"no file in {name}s/ has this id's stem"
+        raise ItemError(one_line("read", f"{name} is missing ({where})"))
+    try:
+        return storage.read_bytes(storage.resolve(path))
+    except Exception as exc:  # noqa: BLE001 - any IO failure is this item's error
+        raise ItemError(one_line("read", f"cannot read {name} {path!r}: {type(exc).__name__}: {exc}")) from None
+
+
+# -- encode -------------------------------------------------------------------------------------
+def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
+    """CPU stage: sampler rows -> output rows (``OUTPUT_SCHEMA``), restored pixels as PNG
+    struct{bytes, path}; the status is ``ok`` exactly when ``image`` is set."""
+    from fcs.images import encode_png
+
+    cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
+    n = batch.num_rows
+    images, errors = [], list(cols["error"])
+    for i in range(n):
+        pixels = cols.get("out", [None] * n)[i]
+        if errors[i] is not None or pixels is None:
+            errors[i] = errors[i] or "sample: no output image"
+            images.append(None)
+            continue
+        try:
+            rgb = np.frombuffer(pixels, np.uint8).reshape(cols["height"][i], cols["width"][i], 3)
+            images.append({"bytes": encode_png(rgb), "path": f"{cols['id'][i]}.png"})
+        except Exception as exc:  # noqa: BLE001
+            errors[i] = one_line("encode", f"{type(exc).__name__}: {exc}")
+            images.append(None)
+
+    def column(name: str) -> list:
+        return cols.get(name, [None] * n)
+
+    def stamp(name: str) -> list:
+        return [None if v is None else dt.datetime.fromtimestamp(v, dt.timezone.utc) for v in column(name)]
+
+    data = {
+        "id": cols["id"], "status": ["error" if e else "ok" for e in errors], "error": errors, "image": images,
+        **{name: column(name) for name in ("sample_s", "batch_size", "nfe", "residual_init", "residual_final",
+                                           "peak_mem_mb", "worker", "node", "device")},
+        "model": [model] * n, "task": [task] * n, "seed": column("seed"),
+        "started_at": stamp("started_at"), "finished_at": stamp("finished_at"),
+    }
+    return pa.Table.from_pydict(data, schema=OUTPUT_SCHEMA)

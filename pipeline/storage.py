@@ -1,0 +1,136 @@
+"""Where a URI lives and how to reach it: one explicit fsspec and one pyarrow filesystem per URI.
+
+``s3://``, ``gs://``, ``file://`` and plain paths. pyarrow ignores ``AWS_ENDPOINT_URL``, so the S3
+endpoint (MinIO, moto, R2, ...) is resolved once, from ``--s3-endpoint`` or that variable, and given
+to both s3fs and pyarrow. Credentials are never read or shipped here: every process (driver and Ray
+workers) resolves them from its own standard AWS chain (environment, ~/.aws, instance metadata).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+
+
+@dataclass
+class Storage:
+    """A location (``protocol`` + ``root`` without the protocol) and the filesystems that reach it.
+
+    Picklable: only the protocol, root and endpoint travel to Ray workers; filesystems are built
+    lazily in each process.
+    """
+
+    protocol: str
+    root: str
+    endpoint: str | None = None
+
+    @classmethod
+    def from_uri(cls, uri: str, endpoint: str | None = None) -> "Storage":
+        """Parse ``uri``; for ``s3://`` the endpoint is ``endpoint`` or ``$AWS_ENDPOINT_URL`` (None = AWS)."""
+        if not uri:
+            raise ValueError("empty URI: give a local path or an s3://, gs:// or file:// URI")
+        parsed = urlparse(uri)
+        protocol = parsed.scheme if len(parsed.scheme) > 1 else "file"  # "C:" style drive letters stay local
+        if protocol == "file":
+            root = os.path.abspath(parsed.path if uri.startswith("file://") else uri)
+        else:
+            root = (parsed.netloc + parsed.path).rstrip("/")
+            if not parsed.netloc:
+                raise ValueError(f"URI {uri!r} has no bucket; expected {protocol}://BUCKET/PREFIX")
+        if protocol in ("s3", "s3a"):
+            protocol, endpoint = "s3", endpoint or os.environ.get(ENDPOINT_ENV) or None
+        else:
+            endpoint = None
+        return cls(protocol, root.rstrip("/") or "/", endpoint)
+
+    # -- filesystems --------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        return {"protocol": self.protocol, "root": self.root, "endpoint": self.endpoint}
+
+    @property
+    def fs(self):
+        """The fsspec filesystem (s3fs for S3) with the resolved endpoint."""
+        if "_fs" not in self.__dict__:
+            import fsspec
+
+            options = {"endpoint_url": self.endpoint} if self.endpoint else {}
+            self.__dict__["_fs"] = fsspec.filesystem(self.protocol, **options)
+        return self.__dict__["_fs"]
+
+    @property
+    def arrow_fs(self):
+        """The pyarrow filesystem for Ray's Parquet reader (native S3/GCS/local, else via fsspec)."""
+        if "_arrow_fs" not in self.__dict__:
+            self.__dict__["_arrow_fs"] = self._make_arrow_fs()
+        return self.__dict__["_arrow_fs"]
+
+    def _make_arrow_fs(self):
+        import pyarrow.fs as pafs
+
+        if self.protocol == "file":
+            return pafs.LocalFileSystem()
+        if self.protocol == "s3":
+            options = {}
+            if self.endpoint:
+                url = urlparse(self.endpoint if "://" in self.endpoint else f"https://{self.endpoint}")
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+                options = dict(endpoint_override=url.netloc, scheme=url.scheme, region=region)
+            return pafs.S3FileSystem(**options)
+        if self.protocol in ("gs", "gcs"):
+            return pafs.GcsFileSystem()
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+
+    # -- paths --------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """A path under the root, in the filesystems' own form (no protocol)."""
+        return posixpath.join(self.root, *parts) if parts else self.root
+
+    def uri(self, path: str | None = None) -> str:
+        path = self.root if path is None else path
+        return path if self.protocol == "file" else f"{self.protocol}://{path}"
+
+    def relative(self, path: str) -> str:
+        return posixpath.relpath(path, self.root)
+
+    def resolve(self, path: str) -> str:
+        """A path found in the data (a URI, a local absolute path, or relative to the root) in
+        filesystem form."""
+        if "://" in path:
+            parsed = urlparse(path)
+            return parsed.path if self.protocol == "file" else parsed.netloc + parsed.path
+        if self.protocol == "file" and os.path.isabs(path):
+            return path
+        return self.path(path)
+
+    # -- IO -----------------------------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        return self.fs.cat_file(path)
+
+    def put_atomic(self, path: str, data: bytes) -> None:
+        """Publish ``data`` at ``path`` all at once: readers see the whole file or no file.
+
+        Object stores publish a key only when its upload completes; local files are written under
+        ``_fcs/tmp`` beside the output and renamed into place (atomic on one filesystem).
+        """
+        if self.protocol != "file":
+            self.fs.pipe_file(path, data)
+            return
+        tmp_dir = self.path("_fcs", "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        tmp = os.path.join(tmp_dir, f"{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def list_files(self, pattern: str) -> list[str]:
+        """Files under the root matching a glob relative to it, sorted; listings are never cached."""
+        self.fs.invalidate_cache()
+        found = self.fs.glob(self.path(pattern), detail=True)
+        return sorted(p for p, info in found.items() if info.get("type") != "directory")

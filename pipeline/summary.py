@@ -1,0 +1,77 @@
+"""The job summary: what finished, how fast, and whether every input id is in the output once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: float, actors: int) -> dict:
+    """Summary of an output.
+
+    Args:
+        output: metric columns of every committed row. new: those committed by this run.
+        input_ids: all input ids. wall_s: this run's wall time. actors: sampler actors in this run.
+    """
+    ids = output.column("id")
+    distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
+    pending = len(input_ids) - int(pc.sum(pc.is_in(input_ids, value_set=ids)).as_py() or 0) if len(ids) else len(input_ids)
+    status = Counter(output.column("status").to_pylist())
+    errors = Counter(_reason(e) for e in new.filter(pc.equal(new.column("status"), "error")).column("error").to_pylist())
+    sample_s = np.array([v for v in new.column("sample_s").to_pylist() if v is not None], dtype=float)
+    nfe = sum(v for v in new.column("nfe").to_pylist() if v is not None)
+    busy = float(sample_s.sum()) / max(actors, 1)
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(sample_s, q)), 4) if len(sample_s) else None
+
+    return {
+        "inputs": len(input_ids),
+        "rows": len(ids),
+        "ok": status.get("ok", 0),
+        "error": status.get("error", 0),
+        "pending": pending,
+        "duplicates": len(ids) - distinct,
+        "this_run": {
+            "rows": new.num_rows,
+            "ok": int(pc.sum(pc.equal(new.column("status"), "ok")).as_py() or 0),
+            "error": new.num_rows - int(pc.sum(pc.equal(new.column("status"), "ok")).as_py() or 0),
+            "wall_s": round(wall_s, 3),
+            "items_per_s": round(new.num_rows / wall_s, 4) if wall_s > 0 else None,
+            "sample_s_p50": pct(50), "sample_s_p95": pct(95),
+            "sample_s_max": round(float(sample_s.max()), 4) if len(sample_s) else None,
+            "sample_s_sum": round(float(sample_s.sum()), 4),
+            "nfe": int(nfe),
+            "nfe_per_s": round(nfe / wall_s, 3) if wall_s > 0 else None,
+            "actors": actors,
+            "overhead": round(wall_s / busy, 4) if busy > 0 else None,
+            "error_reasons": dict(errors.most_common(10)),
+        },
+    }
+
+
+def _reason(error: str | None) -> str:
+    """An error grouped by its stage and first clause, e.g. 'decode: cannot decode image'."""
+    return ":".join((error or "").split(":")[:2]).strip()
+
+
+def format_summary(summary: dict) -> str:
+    run = summary["this_run"]
+    lines = [
+        f"items: {summary['inputs']} inputs, {summary['rows']} output rows "
+        f"({summary['ok']} ok, {summary['error']} error), {summary['pending']} pending, "
+        f"{summary['duplicates']} duplicates",
+        f"this run: {run['rows']} rows ({run['ok']} ok, {run['error']} error) in {run['wall_s']:.1f} s, "
+        f"{_num(run['items_per_s'])} items/s, {_num(run['nfe_per_s'])} NFE/s, {run['actors']} actor(s)",
+        f"sample_s: p50 {_num(run['sample_s_p50'])}  p95 {_num(run['sample_s_p95'])}  max {_num(run['sample_s_max'])}"
+        f"  overhead (wall / (sum sample_s / actors)) {_num(run['overhead'])}",
+    ]
+    lines += [f"errors: {n} x {reason}" for reason, n in run["error_reasons"].items()]
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
