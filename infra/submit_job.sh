@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Submit the restoration job to a running Ray cluster through the Ray Jobs API.
+#
+#   RAY_ADDRESS=http://127.0.0.1:8265 infra/submit_job.sh            # after `ray dashboard infra/aws/cluster.yaml`
+#                                                                    # or `kubectl port-forward svc/fcs-head-svc 8265:8265`
+# Every setting can be overridden from the environment. The job runs `fcs run restore` on the head
+# (the driver); the sampler actors run on the GPU workers. To resume after a failure, run this
+# script again with the same INPUT/OUTPUT: ids already written to OUTPUT are skipped.
+set -euo pipefail
+
+RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"
+INPUT="${INPUT:-s3://example-bucket/shards/}"
+OUTPUT="${OUTPUT:-s3://example-bucket/restored/}"
+MODEL="${MODEL:-s3://example-bucket/models/sd15/}"   # hub id, folder on every node, or object-storage URI
+ACTORS="${ACTORS:-16}"                               # one per GPU in the cluster
+BATCH_SIZE="${BATCH_SIZE:-4}"
+
+# Check the cluster before a long job: GPUs, versions, storage and model cache as the cluster sees them.
+ray job submit --address "$RAY_ADDRESS" -- fcs doctor "$INPUT" "$OUTPUT" "$MODEL"
+
+exec ray job submit --address "$RAY_ADDRESS" --submission-id "fcs-restore-$(date +%Y%m%d-%H%M%S)" -- \
+    fcs run restore \
+    --input "$INPUT" \
+    --output "$OUTPUT" \
+    --model "$MODEL" \
+    --actors "$ACTORS" \
+    --batch-size "$BATCH_SIZE" \
+    "$@"
