@@ -6,32 +6,19 @@ images. The diffusers-style pipeline class, the CLI and the Ray actor all call :
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from fcs import noise
 from fcs.config import SamplerConfig
 from fcs.constraints import LatentInpaint
 from fcs.denoiser import Denoiser
 from fcs.images import composite, pad_to_multiple, rgb_to_tensor, tensor_to_rgb
-from fcs.samplers import SAMPLERS
+from fcs.run import ItemResult, group_by_size, item_result, sample_and_decode
 
 
-@dataclass
-class InpaintResult:
-    """One item's outcome. ``image`` is uint8 (H, W, 3) at the input size, None on error."""
-
-    image: np.ndarray | None
-    nfe: int
-    residual_init: float
-    residual_final: float
-    sample_s: float
-    batch_size: int
-    error: str | None = None
+InpaintResult = ItemResult  # the inpainting task returns the shared per-item result
 
 
 def check_pair(rgb: np.ndarray, mask: np.ndarray) -> None:
@@ -67,13 +54,10 @@ def inpaint(
         raise ValueError("images, masks, prompts and seeds must have the same length")
     for rgb, mask in zip(images, masks):
         check_pair(rgb, mask)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, rgb in enumerate(images):
-        groups.setdefault(rgb.shape[:2], []).append(i)
     results: list[InpaintResult | None] = [None] * n
-    for idx in groups.values():
+    for idx in group_by_size(images):
         group = _inpaint_group(
-            denoiser.with_guidance(config.guidance_scale),
+            denoiser,
             [images[i] for i in idx], [masks[i] for i in idx],
             [prompts[i] for i in idx], [seeds[i] for i in idx], config, show_progress,
         )
@@ -87,31 +71,11 @@ def _inpaint_group(denoiser, images, masks, prompts, seeds, config, show_progres
     multiple = denoiser.size_multiple
     image_t = pad_to_multiple(torch.stack([rgb_to_tensor(x) for x in images]), multiple)
     mask_t = pad_to_multiple(torch.from_numpy(np.stack(masks)).float()[:, None], multiple)
-    started = time.perf_counter()
     constraint = LatentInpaint.from_pixels(denoiser, image_t, mask_t)
-    gens = noise.generators(seeds)
-    x_T = noise.randn(constraint.target.shape[1:], gens, denoiser.device)
-    cond = denoiser.encode_prompt(prompts)
-    sampler = SAMPLERS[config.method]
-    result = sampler(
-        denoiser, constraint, x_T, cond,
-        steps=config.steps, eta=config.eta, gens=gens, show_progress=show_progress, **config.sampler_options(),
-    )
-    with torch.no_grad():
-        decoded = denoiser.decode(result.x0)[..., :h, :w].cpu().expand(-1, 3, -1, -1)  # grey models -> RGB
-    if denoiser.device.type == "cuda":
-        torch.cuda.synchronize()
-    per_item_s = (time.perf_counter() - started) / len(images)
-    out = []
+    out = sample_and_decode(denoiser, constraint, constraint.target.shape[1:], prompts, seeds, config, show_progress)
+    results = []
     for k, (rgb, mask) in enumerate(zip(images, masks)):
-        res = InpaintResult(
-            image=None, nfe=int(result.nfe[k]), residual_init=float(result.residual_init[k]),
-            residual_final=float(result.residual_final[k]), sample_s=per_item_s, batch_size=len(images),
-        )
-        if not torch.isfinite(decoded[k]).all():
-            res.error = "sample: output is not finite (NaN or Inf); try fp32 or jacobian='jvp'"
-        else:
-            generated = tensor_to_rgb(decoded[k])
-            res.image = composite(rgb, generated, mask, config.feather) if config.composite else generated
-        out.append(res)
-    return out
+        generated = tensor_to_rgb(out.images[k, :, :h, :w])
+        image = composite(rgb, generated, mask, config.feather) if config.composite else generated
+        results.append(item_result(out, k, image, len(images)))
+    return results

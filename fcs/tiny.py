@@ -146,3 +146,15 @@ def _write_model_index(path: Path, class_name: str) -> None:
             "tokenizer": ["transformers", "CLIPTokenizer"],
         }
     (path / "model_index.json").write_text(json.dumps({"_class_name": class_name, **parts}, indent=2))
+
+
+def build_tiny_clip_vision(path: str | Path, seed: int = 0) -> Path:
+    """A tiny random-weight ``CLIPVisionModel`` (32×32 input, 4 layers) for style tests."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=4,
+                              image_size=32, patch_size=4)
+    CLIPVisionModel(config).save_pretrained(path, safe_serialization=True)
+    return path

@@ -63,6 +63,8 @@ def newton(
     h: float = 0.005,
     jacobian: str = "fd",
     tol: float | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> SampleResult:
     """Sample x̂0 under ``constraint`` with inexact-Newton corrections at every DDIM step.
 
@@ -75,6 +77,9 @@ def newton(
         newton_steps: K inner iterations per outer step; lr: their step sizes; h: FD step.
         jacobian: "fd" (finite difference, the paper's) or "jvp" (exact forward-mode, fp16-safe).
         tol: per-item early stop: an item skips the inner iterations while its residual <= tol.
+        start, stop: run only outer steps [start, stop); ``noise`` is then x_t at step ``start`` and,
+            when stopping early, ``extras["x_t"]`` holds x_t for step ``stop`` (for branching several
+            cheap completions from one shared intermediate sample).
     """
     if jacobian not in ("fd", "jvp"):
         raise ValueError(f"jacobian must be 'fd' or 'jvp', got {jacobian!r}")
@@ -82,7 +87,7 @@ def newton(
     x = noise.to(denoiser.device, torch.float32).clone()
     nfe = torch.zeros(x.shape[0], dtype=torch.long)
     trace = []
-    for t, t_prev in progress(steps_with_prev(denoiser, steps), show_progress, "newton"):
+    for t, t_prev in progress(steps_with_prev(denoiser, steps)[start:stop], show_progress, "newton"):
         eps, x0 = denoiser.predict(x, t, cond)
         nfe += 1
         if not trace:
@@ -101,4 +106,5 @@ def newton(
         trace.append(residual_of(constraint, x0))
         if t_prev is not None:
             x = ddim_step(x0, eps, denoiser.alpha(t_prev), denoiser.alpha(t), eta, gens)
-    return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1).cpu())
+    extras = {"x_t": x} if t_prev is not None else {}
+    return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1).cpu(), extras=extras)
