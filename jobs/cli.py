@@ -2,6 +2,8 @@
 
     fcs inpaint --image in.png --mask m.png --out out.png [--model tiny|ID|PATH]
     fcs run restore --input URI --output URI [...]      (see ``fcs run restore --help``)
+    fcs report OUTPUT_URI [--input URI] [--out report.html]
+    fcs doctor [URI ...]                                 (what this machine / Ray cluster offers a job)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 JOBS = {"restore": "jobs.restore"}
+COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level commands with their own parsers
 
 
 def _inpaint_parser(sub) -> None:
@@ -55,6 +58,10 @@ def _run_inpaint(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv[:1] and argv[0] in COMMANDS:
+        import importlib
+
+        return int(importlib.import_module(COMMANDS[argv[0]]).main(argv[1:]) or 0)
     if argv[:1] == ["run"]:
         if len(argv) < 2 or argv[1] not in JOBS:
             print(f"usage: fcs run {{{','.join(JOBS)}}} [options]", file=sys.stderr)
@@ -66,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _inpaint_parser(sub)
     sub.add_parser("run", help="run a batch job on Ray: fcs run {%s} --help" % ",".join(JOBS))
+    sub.add_parser("doctor", help="check GPUs, versions, Ray cluster, storage and model cache: fcs doctor --help")
+    sub.add_parser("report", help="HTML report of a finished job: fcs report OUTPUT_URI --help")
     args = parser.parse_args(argv)
     try:
         return _run_inpaint(args)
