@@ -22,7 +22,7 @@ from pipeline import output, sources, stages
 from pipeline.actor import Sampler
 from pipeline.config import JobConfig
 from pipeline.storage import Storage
-from pipeline.summary import format_summary, summarize
+from pipeline.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ def run(cfg: JobConfig) -> dict:
     res = None
     if todo:
         if not ray.is_initialized():
+            init = time.time()
             ray.init()
+            started += time.time() - init  # cluster start-up is not the job's time
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
@@ -102,7 +104,8 @@ def run(cfg: JobConfig) -> dict:
     summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
                    gpus_per_actor=res.gpus if res else None, config=cfg.to_dict())
     summary["summary_uri"] = output.write_summary(out, summary)
-    log.info("summary of %s\n%s", out.uri(), format_summary(summary))
+    log.info("run %s done: %d ok, %d error, %d pending; summary in %s", run_id, summary["ok"], summary["error"],
+             summary["pending"], summary["summary_uri"])
     return summary
 
 

@@ -1,0 +1,228 @@
+"""Model staging: every node fetches a model once into a node-local cache, whatever the actor count.
+
+A sampler actor calls :func:`stage_model` before :func:`fcs.load_denoiser`; the source may be
+
+- an object-storage URI (``s3://bucket/models/sd15/``, ``gs://...``, any fsspec protocol) holding a
+  diffusers folder: downloaded into the cache (only the files ``from_pretrained`` reads);
+- a hub id (``stable-diffusion-v1-5/stable-diffusion-v1-5``): snapshot-downloaded into the cache,
+  so that the hub sees one request per node instead of one per actor;
+- a local folder (or ``file://`` URI), e.g. a shared volume: used in place;
+- a built-in name (``tiny``, ...): written once by :func:`fcs.loading.resolve_model`.
+
+Cache layout (``$FCS_MODEL_CACHE``, default ``$FCS_CACHE/models``; mount a node-local disk there)::
+
+    s3--bucket--models--sd15--<hash>/   a complete copy, published by one atomic rename
+    s3--bucket--models--sd15--<hash>.lock
+    downloads.jsonl                     one line per download: what, where, bytes, seconds, node
+
+Actors on one node serialise on the ``.lock`` file (``filelock``, released by the OS if a process
+dies); the first downloads into a private ``.partial`` folder and renames it into place, the others
+find the folder and load it. A URI is taken as immutable: publish a new model under a new prefix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+
+CACHE_ENV = "FCS_MODEL_CACHE"
+LOG_NAME = "downloads.jsonl"
+MANIFEST = ".fcs-staged.json"
+# Weights that from_pretrained(use_safetensors=True) never reads: not worth the bytes.
+SKIP = ("*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx", "*.onnx_data", "*.h5", "*.gguf")
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The node-local cache: ``cache_dir``, else ``$FCS_MODEL_CACHE``, else ``$FCS_CACHE/models``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    from fcs.loading import cache_dir as fcs_cache
+
+    return fcs_cache() / "models"
+
+
+def stage_model(
+    source: str, endpoint: str | None = None, cache_dir: str | Path | None = None, timeout_s: float = 3600.0
+) -> str:
+    """Return a local folder holding ``source`` for :func:`fcs.load_denoiser`, fetching it at most
+    once per cache (i.e. per node).
+
+    Args:
+        source: object-storage URI, hub id, local folder, ``file://`` URI, or built-in name.
+        endpoint: S3-compatible endpoint for ``s3://`` (default ``$AWS_ENDPOINT_URL``, else AWS).
+        cache_dir: overrides :func:`cache_root`. timeout_s: how long to wait for another process's
+            download of the same model before failing.
+
+    Raises:
+        ValueError: a path that does not exist, or a URI without a diffusers model in it.
+        OSError: the source cannot be reached (the message says which and why).
+    """
+    from fcs.loading import BUILTIN
+
+    source = str(source).strip()
+    kind = _kind(source)
+    if kind == "local":
+        path = Path(source[len("file://"):] if source.startswith("file://") else source).expanduser()
+        if not path.is_dir():
+            raise ValueError(
+                f"model {source!r}: no such folder on this node ({socket.gethostname()}); give a diffusers folder "
+                "present on every node, an s3:// or gs:// URI, a hub id (org/name), or one of " + ", ".join(BUILTIN)
+            )
+        return str(path.resolve())
+    root = cache_root(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if kind == "builtin":
+        return _locked(root, source, timeout_s, lambda: _build_builtin(source, root))
+    final = root / _key(source, endpoint)
+    if (final / MANIFEST).exists():
+        return str(final)
+    return _locked(root, final.name, timeout_s, lambda: _download(source, kind, endpoint, root, final))
+
+
+def downloads(cache_dir: str | Path | None = None) -> list[dict]:
+    """The download log of a cache: one dict per download or build (oldest first)."""
+    log = cache_root(cache_dir) / LOG_NAME
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def cached_models(cache_dir: str | Path | None = None) -> list[dict]:
+    """The models present in a cache: source, path, files, bytes, staged_at."""
+    root = cache_root(cache_dir)
+    found = []
+    for manifest in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        entry = json.loads(manifest.read_text())
+        found.append({k: entry[k] for k in ("source", "files", "bytes", "staged_at")} | {"path": str(manifest.parent)})
+    return found
+
+
+def _kind(source: str) -> str:
+    from fcs.loading import BUILTIN
+
+    if source in BUILTIN:
+        return "builtin"
+    if source.startswith("file://") or Path(source).expanduser().exists():
+        return "local"
+    if "://" in source:
+        return "uri"
+    if source.count("/") == 1 and not source.startswith((".", "/", "~")):
+        return "hub"
+    return "local"  # a path that is not there: stage_model says so
+
+
+def _key(source: str, endpoint: str | None) -> str:
+    """A readable, collision-safe folder name: ``s3--bucket--models--sd15--1a2b3c4d``."""
+    readable = source.replace("://", "--").strip("/").replace("/", "--")
+    digest = hashlib.sha256(f"{source.rstrip('/')}|{endpoint or ''}".encode()).hexdigest()[:8]
+    return f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in readable)[:150]}--{digest}"
+
+
+def _locked(root: Path, name: str, timeout_s: float, fetch) -> str:
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(root / f"{name}.lock"), timeout=timeout_s):
+            return fetch()
+    except Timeout:
+        raise OSError(
+            f"model cache: waited {timeout_s:.0f}s for another process staging {name!r} in {root}; "
+            f"if none is running, delete {root / name}.lock"
+        ) from None
+
+
+def _build_builtin(name: str, root: Path) -> str:
+    from fcs.loading import cache_dir, resolve_model
+
+    existed = (cache_dir() / name / "model_index.json").exists()
+    started = time.time()
+    path = resolve_model(name)
+    if not existed:
+        _record(root, name, "build", path, started, _tree_size(Path(path)))
+    return path
+
+
+def _download(source: str, kind: str, endpoint: str | None, root: Path, final: Path) -> str:
+    """Runs under the lock: fetch into a private folder, then publish it with one rename."""
+    if (final / MANIFEST).exists():  # another process finished while this one waited
+        return str(final)
+    for stale in root.glob(f".{final.name}.partial-*"):  # left by a killed process
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = root / f".{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    started = time.time()
+    try:
+        (_fetch_uri if kind == "uri" else _fetch_hub)(source, endpoint, partial)
+        files, size = _tree_size(partial)
+        manifest = {"source": source, "endpoint": endpoint, "files": files, "bytes": size, "staged_at": time.time()}
+        (partial / MANIFEST).write_text(json.dumps(manifest))
+        if final.exists():  # a folder without a manifest: an interrupted older layout
+            shutil.rmtree(final)
+        os.rename(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    _record(root, source, "download", str(final), started, (files, size))
+    return str(final)
+
+
+def _fetch_uri(source: str, endpoint: str | None, dest: Path) -> None:
+    from pipeline.storage import Storage
+
+    storage = Storage.from_uri(source, endpoint)
+    try:
+        listing = storage.fs.find(storage.root)
+    except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear line
+        raise OSError(f"model {source!r}: cannot list it ({type(exc).__name__}: {exc})") from exc
+    relative = {storage.relative(p): p for p in listing}
+    wanted = sorted(r for r in relative if not any(fnmatch.fnmatch(Path(r).name, pat) for pat in SKIP))
+    if "model_index.json" not in wanted:
+        raise ValueError(
+            f"model {source!r}: no model_index.json among its {len(relative)} file(s); "
+            "upload a diffusers folder (e.g. DiffusionPipeline.save_pretrained) to that prefix"
+        )
+    local = [str(dest / r) for r in wanted]
+    for path in local:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    storage.fs.get([relative[r] for r in wanted], local)
+
+
+def _fetch_hub(source: str, endpoint: str | None, dest: Path) -> None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(source, local_dir=dest, ignore_patterns=list(SKIP))
+    except Exception as exc:  # noqa: BLE001
+        raise OSError(
+            f"model {source!r}: hub download failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "pre-stage it to object storage or a shared folder and pass that instead"
+        ) from exc
+    shutil.rmtree(dest / ".cache", ignore_errors=True)  # huggingface_hub's download metadata
+
+
+def _tree_size(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def _record(root: Path, source: str, what: str, path: str, started: float, size: tuple[int, int]) -> None:
+    """Append one line to the cache's download log (under the model's lock)."""
+    entry = {"source": source, "what": what, "path": path, "files": size[0], "bytes": size[1],
+             "seconds": round(time.time() - started, 3), "host": socket.gethostname(), "node": _node_id(),
+             "pid": os.getpid(), "at": time.time()}
+    with open(root / LOG_NAME, "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:
+        return None

@@ -1,0 +1,72 @@
+"""Input discovery on the driver: Parquet shards or images/ + masks/ folders, ids checked up front."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.sources import discover, drop_done
+from pipeline.storage import Storage
+from pipeline_testdata import good_rows, hole, photo, png, write_shards
+
+
+def test_parquet_shards_are_found_recursively_skipping_hidden(tmp_path):
+    write_shards(tmp_path / "a", good_rows(5), per_shard=2)
+    write_shards(tmp_path / "_tmp", good_rows(2, prefix="hidden"))
+    inputs = discover(Storage.from_uri(str(tmp_path)))
+    assert inputs.kind == "parquet" and len(inputs.files) == 3
+    assert sorted(inputs.ids.to_pylist()) == [f"item-{i:03d}" for i in range(5)]
+
+
+def test_single_shard_file(tmp_path):
+    (path,) = write_shards(tmp_path, good_rows(3))
+    assert len(discover(Storage.from_uri(str(path))).ids) == 3
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"id": "a", "image": b"x", "mask": b"y"}, {"id": "a", "image": b"x", "mask": b"y"}], "ids must be unique"),
+    ([{"id": None, "image": b"x", "mask": b"y"}], "null id"),
+    ([{"id": "a", "image": b"x"}], "lack column"),
+])
+def test_bad_shards_fail_fast(tmp_path, rows, message):
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "s.parquet")
+    with pytest.raises(ValueError, match=message):
+        discover(Storage.from_uri(str(tmp_path)))
+
+
+def test_missing_or_empty_input_fails_fast(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        discover(Storage.from_uri(str(tmp_path / "nope")))
+    with pytest.raises(ValueError, match="no .parquet shards and no images/ folder"):
+        discover(Storage.from_uri(str(tmp_path)))
+
+
+def test_folder_matches_masks_by_stem_and_keeps_orphans(tmp_path):
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    (tmp_path / "masks" / "sub").mkdir(parents=True)
+    (tmp_path / "images" / "a.png").write_bytes(png(photo()))
+    (tmp_path / "masks" / "a.png").write_bytes(png(hole()))
+    (tmp_path / "images" / "sub" / "b.jpg").write_bytes(png(photo()))
+    (tmp_path / "masks" / "sub" / "b.png").write_bytes(png(hole()))
+    (tmp_path / "images" / "no-mask.png").write_bytes(png(photo()))
+    (tmp_path / "masks" / "no-image.png").write_bytes(png(hole()))
+    (tmp_path / "images" / "notes.txt").write_text("ignored")
+    inputs = discover(Storage.from_uri(str(tmp_path)))
+    rows = {r["id"]: r for r in inputs.listing.to_pylist()}
+    assert sorted(rows) == ["a", "no-image", "no-mask", "sub/b"]
+    assert rows["sub/b"]["image_path"].endswith("images/sub/b.jpg") and rows["sub/b"]["mask_path"].endswith("masks/sub/b.png")
+    assert rows["no-mask"]["mask_path"] is None and rows["no-image"]["image_path"] is None
+
+
+def test_folder_with_two_files_per_stem_fails_fast(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"1")
+    (tmp_path / "images" / "a.jpg").write_bytes(b"2")
+    with pytest.raises(ValueError, match="match several files"):
+        discover(Storage.from_uri(str(tmp_path)))
+
+
+def test_drop_done():
+    batch = pa.table({"id": ["a", "b", "c"]})
+    assert drop_done(batch, pa.array(["b"])).column("id").to_pylist() == ["a", "c"]

@@ -1,0 +1,88 @@
+"""The CPU stages without Ray: prepare (read/decode/validate) and encode (PNG, output schema)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from pipeline.output import OUTPUT_SCHEMA
+from pipeline.stages import PREPARED_SCHEMA, default_seed, encode, one_line, prepare
+from pipeline.storage import Storage
+from pipeline_testdata import bad_input_rows, hole, photo, png
+
+
+def _prepare(rows, tmp_path, **kw) -> dict:
+    table = prepare(pa.Table.from_pylist(rows), storage=Storage.from_uri(str(tmp_path)), **kw)
+    assert table.schema == PREPARED_SCHEMA
+    return {r["id"]: r for r in table.to_pylist()}
+
+
+def test_every_awkward_input_gets_a_row_with_a_staged_reason(tmp_path):
+    rows, expected = bad_input_rows()
+    out = _prepare(rows, tmp_path)
+    assert set(out) == set(expected)
+    for key, want in expected.items():
+        if want == "ok":
+            assert out[key]["error"] is None, (key, out[key]["error"])
+        else:
+            assert out[key]["error"].startswith(want), (key, out[key]["error"])
+            assert out[key]["rgb"] is None
+
+
+def test_decoded_pixels_and_mask_round_trip(tmp_path):
+    img, m = photo(44, 60), hole(44, 60)
+    row = _prepare([{"id": "a", "image": png(img), "mask": png(m), "prompt": "a cat", "seed": 7}], tmp_path)["a"]
+    assert (row["height"], row["width"], row["prompt"], row["seed"]) == (44, 60, "a cat", 7)
+    assert np.array_equal(np.frombuffer(row["rgb"], np.uint8).reshape(44, 60, 3), img)
+    mask = np.frombuffer(row["mask"], np.float32).reshape(44, 60)
+    assert mask.max() == 1.0 and mask.min() == 0.0
+
+
+def test_hf_struct_images_with_bytes_or_a_path(tmp_path):
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "b.png").write_bytes(png(photo()))
+    rows = [
+        {"id": "a", "image": {"bytes": png(photo()), "path": "a.png"}, "mask": {"bytes": png(hole()), "path": None}},
+        {"id": "b", "image": {"bytes": None, "path": "pics/b.png"}, "mask": {"bytes": png(hole()), "path": None}},
+        {"id": "c", "image": {"bytes": None, "path": "pics/nope.png"}, "mask": {"bytes": png(hole()), "path": None}},
+    ]
+    out = _prepare(rows, tmp_path)
+    assert out["a"]["error"] is None and out["b"]["error"] is None
+    assert out["c"]["error"].startswith("read: cannot read image 'pics/nope.png'")
+
+
+def test_default_seed_and_prompt_and_max_side(tmp_path):
+    out = _prepare([{"id": "x", "image": png(photo()), "mask": png(hole()), "seed": None, "prompt": None}],
+                   tmp_path, prompt="default prompt", max_side=32)
+    assert out["x"]["seed"] == default_seed("x") and out["x"]["prompt"] == "default prompt"
+    assert out["x"]["error"].startswith("validate: image is 64x64, larger than max_side=32")
+    bad_seed = _prepare([{"id": "y", "image": png(photo()), "mask": png(hole()), "seed": "abc"}], tmp_path)
+    assert bad_seed["y"]["error"] == "validate: seed 'abc' is not an integer"
+
+
+def test_one_line_reasons():
+    assert one_line("decode", ValueError("a\nb  c")) == "decode: a b c"
+    assert one_line("sample", "sample: x") == "sample: x"
+    assert len(one_line("read", "y" * 1000)) == 300
+
+
+def test_encode_makes_the_output_contract():
+    img = photo(8, 16)
+    batch = pa.Table.from_pylist([
+        {"id": "ok", "error": None, "out": img.tobytes(), "height": 8, "width": 16, "seed": 1, "sample_s": 0.5,
+         "batch_size": 2, "nfe": 6, "residual_init": 1.0, "residual_final": 0.5, "peak_mem_mb": 10.0,
+         "worker": "w", "node": "n", "device": "cpu", "started_at": 1.7e9, "finished_at": 1.7e9 + 1},
+        {"id": "bad", "error": "decode: cannot decode image: x", "out": None, "height": 0, "width": 0, "seed": 2,
+         "sample_s": None, "batch_size": None, "nfe": None, "residual_init": None, "residual_final": None,
+         "peak_mem_mb": None, "worker": None, "node": None, "device": None, "started_at": None, "finished_at": None},
+    ])
+    out = encode(batch, model="tiny", task="restore")
+    assert out.schema == OUTPUT_SCHEMA
+    ok, bad = out.to_pylist()
+    assert ok["status"] == "ok" and ok["image"]["path"] == "ok.png" and ok["model"] == "tiny"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(ok["image"]["bytes"]))), img)
+    assert bad["status"] == "error" and bad["image"] is None and bad["error"].startswith("decode:")
+    assert bad["task"] == "restore" and bad["seed"] == 2

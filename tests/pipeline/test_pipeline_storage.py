@@ -1,0 +1,71 @@
+"""Storage: URI parsing, the S3 endpoint for both s3fs and pyarrow, atomic publishing, listing."""
+
+from __future__ import annotations
+
+import pickle
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.storage import Storage
+
+
+def test_plain_paths_and_file_uris_are_local_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Storage.from_uri("data/x") == Storage("file", str(tmp_path / "data" / "x"), None)
+    assert Storage.from_uri(f"file://{tmp_path}/y/").root == str(tmp_path / "y")
+
+
+def test_s3_endpoint_comes_from_the_flag_then_the_environment(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert Storage.from_uri("s3://bucket/a/b/").endpoint is None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env:9000")
+    s = Storage.from_uri("s3://bucket/a/b/")
+    assert (s.protocol, s.root, s.endpoint) == ("s3", "bucket/a/b", "http://env:9000")
+    assert Storage.from_uri("s3://bucket/a", "http://flag:1").endpoint == "http://flag:1"
+    assert Storage.from_uri("gs://bucket/a").endpoint is None
+
+
+def test_bad_uris_say_what_is_expected():
+    with pytest.raises(ValueError, match="no bucket"):
+        Storage.from_uri("s3:///nobucket")
+    with pytest.raises(ValueError, match="empty URI"):
+        Storage.from_uri("")
+
+
+def test_pickles_without_filesystems(tmp_path):
+    s = Storage.from_uri(str(tmp_path))
+    s.fs, s.arrow_fs  # build both
+    clone = pickle.loads(pickle.dumps(s))
+    assert clone == s and "_fs" not in clone.__dict__
+
+
+def test_put_atomic_local_leaves_no_partial_file(tmp_path):
+    s = Storage.from_uri(str(tmp_path))
+    s.put_atomic(s.path("a.bin"), b"x" * 10)
+    assert (tmp_path / "a.bin").read_bytes() == b"x" * 10
+    assert list((tmp_path / "_fcs" / "tmp").iterdir()) == []
+
+
+def test_resolve_paths_found_in_data(tmp_path):
+    s = Storage.from_uri(str(tmp_path))
+    assert s.resolve("images/a.png") == str(tmp_path / "images" / "a.png")
+    assert s.resolve("/abs/a.png") == "/abs/a.png"
+    assert Storage.from_uri("s3://b/root").resolve("s3://other/k.png") == "other/k.png"
+    assert Storage.from_uri("s3://b/root").resolve("k.png") == "b/root/k.png"
+
+
+def test_s3_endpoint_reaches_both_s3fs_and_pyarrow(s3_endpoint, bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    s = Storage.from_uri(f"s3://{bucket}/prefix")
+    s.put_atomic(s.path("t.parquet"), _parquet_bytes())
+    assert s.list_files("*.parquet") == [f"{bucket}/prefix/t.parquet"]
+    table = pq.read_table(f"{bucket}/prefix/t.parquet", filesystem=s.arrow_fs)  # native pyarrow S3
+    assert table.column("id").to_pylist() == ["a"]
+
+
+def _parquet_bytes() -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"id": ["a"]}), sink)
+    return sink.getvalue().to_pybytes()
