@@ -1,0 +1,188 @@
+"""``fcs doctor``: what this environment offers a job, checked before a long run.
+
+    fcs doctor                                   this machine, and the Ray cluster if one is running
+    fcs doctor s3://bucket/shards/ s3://bucket/models/sd15/ --s3-endpoint http://minio:9000
+    ray job submit --address http://HEAD:8265 -- fcs doctor --require-gpu     # as the cluster sees it
+
+Reports versions (python, fcs, torch and its CUDA build, diffusers, ray, pyarrow, s3fs), the GPUs torch
+sees here (or says plainly that there is no GPU), the Ray cluster's nodes and resources with a
+probe of torch's GPUs on every node, whether each given URI is reachable, and the model cache.
+Exit code 0 when every check passes, 1 when a URI is unreachable, a GPU node's torch sees no GPU,
+or ``--require-gpu`` finds none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+
+PACKAGES = ("fcs", "torch", "diffusers", "transformers", "ray", "pyarrow", "s3fs", "fsspec")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fcs doctor", description=__doc__.split("\n\n")[0].strip("`"))
+    p.add_argument("uris", nargs="*", help="input/output/model locations to check (paths or s3://, gs:// URIs)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster: host:port, 'auto' (default: $RAY_ADDRESS or a running local cluster), or 'none'")
+    p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--model-cache", help="model cache folder (default $FCS_MODEL_CACHE, else $FCS_CACHE/models)")
+    p.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when no GPU is found")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def gpu_report() -> dict:
+    """The CUDA devices torch sees in this process; ``gpus`` is empty when there is none."""
+    import torch
+
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            gpus.append({"index": i, "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+                         "capability": f"{props.major}.{props.minor}"})
+    return {"host": socket.gethostname(), "torch": torch.__version__, "cuda_build": torch.version.cuda,
+            "gpus": gpus, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "nvidia_smi": shutil.which("nvidia-smi") is not None}
+
+
+def node_report(cache_dir: str | None) -> dict:
+    """What one node offers: its GPUs as torch sees them and its model cache."""
+    from pipeline.model_cache import cache_root, cached_models, downloads
+
+    root = cache_root(cache_dir)
+    free = shutil.disk_usage(root if root.exists() else root.anchor or "/").free
+    cache = {"path": str(root), "free_gb": round(free / 2**30, 1), "models": cached_models(root),
+             "downloads": len(downloads(root))}
+    return gpu_report() | {"model_cache": cache}
+
+
+def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60.0) -> dict:
+    """Connect to a running cluster (never start one) and probe every alive node."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    if address == "none":
+        return {"connected": False, "reason": "skipped (--address none)"}
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        return {"connected": False, "reason": str(exc).splitlines()[0]}
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        probe = ray.remote(num_cpus=0)(node_report)
+        refs = {}
+        for n in nodes:
+            strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            # Ray hides GPUs from tasks that reserve none; this lets the probe see the node's GPUs.
+            env = {"env_vars": {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}}
+            refs[n["NodeID"]] = probe.options(scheduling_strategy=strategy, runtime_env=env).remote(cache_dir)
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        report = {"connected": True, "address": address, "resources": ray.cluster_resources(), "nodes": []}
+        for n in nodes:
+            ref = refs[n["NodeID"]]
+            entry = {"node_id": n["NodeID"], "ip": n["NodeManagerAddress"],
+                     "resources": {k: v for k, v in n["Resources"].items() if not k.startswith("node:")}}
+            entry["probe"] = ray.get(ref) if ref in ready else {"error": f"no answer within {timeout_s:.0f}s"}
+            report["nodes"].append(entry)
+        return report
+    finally:
+        ray.shutdown()
+
+
+def storage_report(uri: str, endpoint: str | None) -> dict:
+    """Whether ``uri`` (or, for a location not written yet, its bucket/parent) can be listed."""
+    from pipeline.storage import Storage
+
+    try:
+        storage = Storage.from_uri(uri, endpoint)
+        fs, root = storage.fs, storage.root
+        if fs.exists(root):
+            kind = "folder" if fs.isdir(root) else "file"
+            count = len(fs.ls(root)) if kind == "folder" else 1
+            return {"uri": uri, "ok": True, "detail": f"{kind}, {count} entr{'y' if count == 1 else 'ies'}"}
+        parent = root.split("/")[0] if storage.protocol != "file" else os.path.dirname(root)
+        if fs.exists(parent):
+            return {"uri": uri, "ok": True, "detail": f"not there yet; {parent!r} is reachable (fine for --output)"}
+        return {"uri": uri, "ok": False, "detail": f"neither it nor {parent!r} exists"}
+    except Exception as exc:  # noqa: BLE001 - any backend failure is the finding
+        return {"uri": uri, "ok": False, "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+
+
+def collect(args: argparse.Namespace) -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"versions": versions, "machine": node_report(args.model_cache),
+            "ray": ray_report(args.address, args.model_cache),
+            "storage": [storage_report(uri, args.s3_endpoint) for uri in args.uris]}
+
+
+def problems(report: dict, require_gpu: bool) -> list[str]:
+    found = [f"storage {s['uri']}: {s['detail']}" for s in report["storage"] if not s["ok"]]
+    any_gpu = bool(report["machine"]["gpus"])
+    for node in report["ray"].get("nodes", []):
+        gpus = node["resources"].get("GPU", 0)
+        seen = node["probe"].get("gpus")
+        any_gpu = any_gpu or bool(seen)
+        if gpus and seen is not None and len(seen) < gpus:
+            found.append(f"node {node['ip']} ({node['node_id'][:8]}): Ray advertises {gpus:g} GPU(s) but torch there "
+                         f"sees {len(seen)} (CPU-only torch, driver or container runtime missing?)")
+        if "error" in node["probe"]:
+            found.append(f"node {node['ip']} ({node['node_id'][:8]}): probe failed: {node['probe']['error']}")
+    if require_gpu and not any_gpu:
+        found.append("no GPU: --require-gpu was given and neither this machine nor any Ray node has one")
+    return found
+
+
+def _gpu_line(r: dict) -> str:
+    if r["gpus"]:
+        return ", ".join(f"cuda:{g['index']} {g['name']} {g['memory_gb']} GB" for g in r["gpus"])
+    build = f"a CUDA {r['cuda_build']} build" if r["cuda_build"] else "a CPU-only build"
+    return (f"no GPU - torch {r['torch']} ({build}) sees no CUDA device on {r['host']}; "
+            "the sampler would run on CPU, about 100x slower (docs/scaling.md)")
+
+
+def format_report(report: dict, issues: list[str]) -> str:
+    m, ray_r = report["machine"], report["ray"]
+    lines = ["versions:  " + "  ".join(f"{k} {v or '-'}" for k, v in report["versions"].items()),
+             f"GPU:       {_gpu_line(m)}",
+             f"cache:     {m['model_cache']['path']} ({len(m['model_cache']['models'])} model(s), "
+             f"{m['model_cache']['downloads']} download(s) logged, {m['model_cache']['free_gb']} GB free)"]
+    lines += [f"           - {x['source']} -> {x['path']} ({x['bytes'] / 2**20:.1f} MB)" for x in m["model_cache"]["models"]]
+    if not ray_r["connected"]:
+        lines.append(f"ray:       no running cluster ({ray_r['reason']}); a job starts a local one on this machine")
+    else:
+        res = ray_r["resources"]
+        lines.append(f"ray:       {ray_r['address']}: {len(ray_r['nodes'])} node(s), CPU {res.get('CPU', 0):g}, "
+                     f"GPU {res.get('GPU', 0):g}, object store {res.get('object_store_memory', 0) / 2**30:.1f} GB")
+        for node in ray_r["nodes"]:
+            p = node["probe"]
+            seen = _gpu_line(p) if "gpus" in p else p["error"]
+            lines.append(f"           - {node['ip']} {node['node_id'][:8]} CPU {node['resources'].get('CPU', 0):g} "
+                         f"GPU {node['resources'].get('GPU', 0):g}; torch: {seen}")
+    for s in report["storage"]:
+        lines.append(f"storage:   {'ok  ' if s['ok'] else 'FAIL'} {s['uri']}: {s['detail']}")
+    lines += [f"PROBLEM:   {x}" for x in issues] or ["all checks passed"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    report = collect(args)
+    issues = problems(report, args.require_gpu)
+    print(json.dumps(report | {"problems": issues}, indent=2, default=str) if args.json else format_report(report, issues))
+    return 1 if issues else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
