@@ -128,7 +128,7 @@ def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = No
             ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": ray.put(done)})
         if limit is not None:
             ds = ds.limit(limit)
-    return ds.repartition(target_num_rows_per_block=block_rows)
+    return ds.repartition(target_num_rows_per_block=block_rows, strict=True)
 
 
 def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:

@@ -19,7 +19,8 @@ for _key, _value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY",
 
 @pytest.fixture(scope="session")
 def ray_address(fcs_cache: Path):
-    """A shared local Ray cluster: 4 logical CPUs, 2 fake GPUs (sampler actors reserve num_cpus=0)."""
+    """A shared local Ray cluster: 4 logical CPUs, 2 fake GPUs (sampler actors reserve num_cpus=0).
+    ``address="local"`` starts our own even when another cluster runs on this machine."""
     import ray
     from ray.data import DataContext
 
@@ -27,7 +28,7 @@ def ray_address(fcs_cache: Path):
     os.environ["FCS_CACHE"] = str(fcs_cache)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=400 * 2**20,
+        ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=400 * 2**20,
                  log_to_driver=False)
     DataContext.get_current().enable_progress_bars = False
     yield ray.get_runtime_context().gcs_address
@@ -42,8 +43,11 @@ def ray_address(fcs_cache: Path):
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on 127.0.0.1 (reachable from Ray worker processes); yields its URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()

@@ -52,10 +52,10 @@ def write_shards(folder: Path, rows: list[dict], per_shard: int = 8) -> list[Pat
 
 def read_rows(output: str, columns: list[str] | None = None, endpoint: str | None = None) -> pa.Table:
     """Committed output rows (through the pipeline's own storage layer)."""
-    from pipeline.output import read_output
+    from pipeline.output import OUTPUT_SCHEMA, read_output
     from pipeline.storage import Storage
 
-    return read_output(Storage.from_uri(output, endpoint), columns=columns)
+    return read_output(Storage.from_uri(output, endpoint), columns=columns or OUTPUT_SCHEMA.names)
 
 
 def assert_exactly_once(table: pa.Table, ids) -> None:

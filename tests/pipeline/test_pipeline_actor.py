@@ -1,0 +1,81 @@
+"""The sampler actor as a plain class: loads the model once, restores a dict batch, no Ray needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.actor import OUTPUT_COLUMNS, Sampler
+from pipeline.stages import prepare
+from pipeline.storage import Storage
+from pipeline_testdata import FAST, hole, photo, png
+
+
+@pytest.fixture(scope="module")
+def sampler(model_dirs, device) -> Sampler:
+    return Sampler(str(model_dirs["tiny"]), FAST, device=device, dtype="float32")
+
+
+def _batch(rows, tmp_path) -> dict:
+    table = prepare(pa.Table.from_pylist(rows), storage=Storage.from_uri(str(tmp_path)))
+    return {name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
+
+
+def test_restores_a_batch_and_records_metrics(sampler, tmp_path):
+    rows = [{"id": f"i{k}", "image": png(photo(seed=k)), "mask": png(hole())} for k in range(3)]
+    rows.append({"id": "odd", "image": png(photo(44, 60)), "mask": png(hole(44, 60))})
+    out = sampler(_batch(rows, tmp_path))
+    assert set(out) == set(OUTPUT_COLUMNS) and len(out["id"]) == 4
+    for i in range(4):
+        assert out["error"][i] is None
+        h, w = out["height"][i], out["width"][i]
+        restored = np.frombuffer(out["out"][i], np.uint8).reshape(h, w, 3)
+        original = photo(h, w, seed=i) if i < 3 else photo(44, 60)
+        keep = hole(h, w) == 0
+        assert np.array_equal(restored[keep], original[keep])  # kept pixels survive bit for bit
+        assert out["nfe"][i] == FAST["steps"] * (1 + 2 * FAST["newton_steps"])
+        for name in ("sample_s", "residual_init", "peak_mem_mb"):
+            assert out[name][i] > 0, name
+        assert out["finished_at"][i] >= out["started_at"][i] > 0
+        assert out["device"][i] == str(sampler.denoiser.device) and out["worker"][i].startswith("pid-")
+    assert list(out["batch_size"]) == [3, 3, 3, 1]  # equal sizes share one sampler call
+
+
+def test_error_rows_pass_through_untouched(sampler, tmp_path):
+    rows = [{"id": "bad", "image": b"nope", "mask": png(hole())}, {"id": "good", "image": png(photo()), "mask": png(hole())}]
+    out = sampler(_batch(rows, tmp_path))
+    assert out["error"][0].startswith("decode:") and out["out"][0] is None and out["worker"][0] is None
+    assert out["error"][1] is None and out["out"][1] is not None
+
+
+def test_a_failing_batch_is_retried_item_by_item(sampler, tmp_path, monkeypatch):
+    import fcs
+
+    real = fcs.inpaint
+
+    def flaky(denoiser, images, masks, *args, **kwargs):
+        if len(images) > 1 or images[0].shape[0] == 44:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(denoiser, images, masks, *args, **kwargs)
+
+    monkeypatch.setattr(fcs, "inpaint", flaky)
+    rows = [{"id": "a", "image": png(photo()), "mask": png(hole())},
+            {"id": "b", "image": png(photo(44, 60)), "mask": png(hole(44, 60))}]
+    out = sampler(_batch(rows, tmp_path))
+    assert out["error"][0] is None and out["out"][0] is not None
+    assert out["error"][1] == "sample: RuntimeError: CUDA out of memory (simulated)"
+
+
+def test_nan_output_becomes_a_sample_error_row(sampler, tmp_path, monkeypatch):
+    import fcs
+
+    def nan_result(denoiser, images, *args, **kwargs):
+        return [fcs.InpaintResult(image=None, nfe=6, residual_init=1.0, residual_final=float("nan"), sample_s=0.1,
+                                  batch_size=len(images), error="sample: output is not finite (NaN or Inf)")
+                for _ in images]
+
+    monkeypatch.setattr(fcs, "inpaint", nan_result)
+    out = sampler(_batch([{"id": "a", "image": png(photo()), "mask": png(hole())}], tmp_path))
+    assert out["error"][0].startswith("sample: output is not finite") and out["out"][0] is None
+    assert out["nfe"][0] == 6

@@ -1,0 +1,82 @@
+"""Job configuration: validated before any Ray or model work, errors name the field; CLI merging."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import restore
+from pipeline.config import JobConfig
+from pipeline.graph import plan_resources
+
+
+def _cfg(**kw) -> JobConfig:
+    return JobConfig.from_dict({"input": "in", "output": "out", **kw})
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"actors": 0}, "actors"), ({"batch_size": "4"}, "batch_size"), ({"gpus_per_actor": -1}, "gpus_per_actor"),
+    ({"output": "in"}, "output"), ({"limit": 0}, "limit"), ({"sampler": {"steps": 0}}, "steps"),
+    ({"sampler": {"h": 2}}, "h"), ({"model": ""}, "model"), ({"max_side": True}, "max_side"),
+])
+def test_bad_values_name_their_field(changes, field):
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        _cfg(**changes)
+
+
+def test_unknown_keys_are_named():
+    with pytest.raises(ValueError, match="unknown job config field.*batchsize"):
+        _cfg(batchsize=4)
+    with pytest.raises(ValueError, match="unknown sampler config field.*stepz"):
+        _cfg(sampler={"stepz": 3})
+
+
+def test_round_trip():
+    cfg = _cfg(actors=3, sampler={"steps": 7})
+    assert JobConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("input: s3://b/in\noutput: s3://b/out\nactors: 4\nsampler:\n  steps: 9\n  newton_steps: 3\n")
+    args = restore.parser().parse_args(["--config", str(path), "--actors", "2", "--steps", "5"])
+    cfg = restore.build_config(args)
+    assert (cfg.input, cfg.actors, cfg.sampler.steps, cfg.sampler.newton_steps) == ("s3://b/in", 2, 5, 3)
+
+
+def test_shipped_config_files_are_valid():
+    for name in ("restore.yaml", "demo.yaml"):
+        values = restore._load_yaml(restore.CONFIGS / name)
+        JobConfig.from_dict({"input": "x", "output": "y", **{k: v for k, v in values.items() if k not in ("input", "output")}})
+
+
+def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):
+    path = tmp_path / "job.yaml"
+    path.write_text("input: a\noutput: b\nsampler:\n  jacobian: magic\n")
+    assert restore.main(["--config", str(path)]) == 2
+    assert "'jacobian'" in capsys.readouterr().err
+    assert restore.main(["--input", "a"]) == 2
+    assert "'output'" in capsys.readouterr().err
+    assert restore.main(["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_smoke_defaults():
+    cfg = restore.build_config(restore.parser().parse_args(["--smoke", "--input", "x", "--output", "y"]))
+    assert (cfg.limit, cfg.model, cfg.sampler.steps, cfg.sampler.newton_steps) == (1, "tiny", 2, 1)
+
+
+@pytest.mark.parametrize("cluster, kw, expect", [
+    ({"CPU": 4}, {}, (0.0, "cpu")),
+    ({"CPU": 4, "GPU": 2}, {"actors": 2}, (1.0, "auto")),
+    ({"CPU": 4, "GPU": 1}, {"actors": 2, "gpus_per_actor": 0.5}, (0.5, "auto")),
+    ({"CPU": 4, "GPU": 2}, {"gpus_per_actor": 0}, (0.0, "cpu")),
+])
+def test_plan_resources(cluster, kw, expect):
+    res = plan_resources(_cfg(**kw), cluster)
+    assert (res.gpus, res.device) == expect and res.cpus == 0
+
+
+@pytest.mark.parametrize("cluster, kw", [({"CPU": 4}, {"gpus_per_actor": 1}), ({"GPU": 1}, {"actors": 2})])
+def test_missing_gpus_fail_fast(cluster, kw):
+    with pytest.raises(ValueError, match="need .* GPU"):
+        plan_resources(_cfg(**kw), cluster)
