@@ -146,7 +146,11 @@ class UNetCounter:
 
 @contextlib.contextmanager
 def _count_unet(denoiser) -> Iterator[UNetCounter]:
-    """Count UNet forwards (forward hook) and backwards (full backward hook) while the block runs."""
+    """Count UNet forwards (forward hook) and backwards while the block runs.
+
+    diffusers UNets return a dataclass, which ``register_full_backward_hook`` cannot see (it warns
+    and never fires), so the backward hook sits on the output tensor of every forward instead.
+    """
     counter = UNetCounter()
 
     def on_forward(module, args, kwargs, output):
@@ -155,15 +159,14 @@ def _count_unet(denoiser) -> Iterator[UNetCounter]:
         counter.items += batch
         counter.batch_sizes.append(batch)
         sample = output.sample if hasattr(output, "sample") else output[0]
-        counter.graph_outputs += int(sample.requires_grad)
+        if sample.requires_grad:  # a backward hook on the UNet's output: fires when grads flow into the UNet
+            counter.graph_outputs += 1
+            sample.register_hook(on_backward)
 
-    def on_backward(module, grad_input, grad_output):
+    def on_backward(grad):
         counter.backward += 1
 
-    handles = [
-        denoiser.unet.register_forward_hook(on_forward, with_kwargs=True),
-        denoiser.unet.register_full_backward_hook(on_backward),
-    ]
+    handles = [denoiser.unet.register_forward_hook(on_forward, with_kwargs=True)]
     try:
         yield counter
     finally:
