@@ -1,0 +1,67 @@
+"""`fcs doctor` on this machine (no GPU here): the console script itself, then its checks in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+
+
+def _fcs() -> list[str]:
+    script = Path(sys.executable).parent / "fcs"
+    return [str(script)] if script.exists() else [shutil.which("fcs") or pytest.fail("no fcs console script on PATH")]
+
+
+def test_fcs_doctor_says_no_gpu_here(tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    env = dict(os.environ, FCS_MODEL_CACHE=str(tmp_path))
+    done = subprocess.run([*_fcs(), "doctor", "--address", "none", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    gpu_line = next(line for line in done.stdout.splitlines() if line.startswith("GPU:"))
+    assert "no GPU" in gpu_line and torch.__version__ in gpu_line, done.stdout
+    for section in ("versions:", "cache:", "ray:", "storage:"):
+        assert section in done.stdout
+    assert f"torch {torch.__version__}" in done.stdout and "ray 2." in done.stdout
+    assert "all checks passed" in done.stdout
+
+
+def test_doctor_require_gpu_fails_without_one(capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["doctor", "--address", "none", "--require-gpu"]) == 1
+    assert "PROBLEM:   no GPU" in capsys.readouterr().out
+
+
+def test_doctor_checks_storage_and_reports_the_model_cache(s3_endpoint, model_dirs, tmp_path, monkeypatch, capsys) -> None:
+    import s3fs
+
+    from pipeline.model_cache import stage_model
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
+    fs.mkdir("doctor-bucket")
+    fs.pipe("doctor-bucket/shards/a.parquet", b"x")
+    monkeypatch.setenv("FCS_MODEL_CACHE", str(tmp_path / "cache"))
+    fs.put(f"{model_dirs['tiny']}/", "doctor-bucket/models/tiny", recursive=True)
+    stage_model("s3://doctor-bucket/models/tiny/", s3_endpoint)
+
+    uris = ["s3://doctor-bucket/shards/", "s3://doctor-bucket/new-output/", "s3://no-such-bucket/x/"]
+    code = main(["doctor", "--address", "none", "--s3-endpoint", s3_endpoint, "--json", *uris])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and len(report["problems"]) == 1 and "no-such-bucket" in report["problems"][0]
+    assert [s["ok"] for s in report["storage"]] == [True, True, False]
+    cache = report["machine"]["model_cache"]
+    assert cache["downloads"] == 1 and [m["source"] for m in cache["models"]] == ["s3://doctor-bucket/models/tiny/"]
+    assert report["machine"]["gpus"] == [] or report["machine"]["gpus"][0]["name"]
