@@ -63,7 +63,7 @@ def build_config(args: argparse.Namespace):
     sampler.update({k: v for k, v in (("steps", args.steps), ("newton_steps", args.newton_steps)) if v is not None})
     if args.smoke:
         values.setdefault("model", "tiny")
-        values["limit"] = 1
+        values.setdefault("limit", 1)
         sampler.update({k: v for k, v in (("steps", 2), ("newton_steps", 1)) if getattr(args, k) is None})
     values["sampler"] = sampler
     if args.demo or (args.smoke and "input" not in values):
