@@ -36,8 +36,9 @@ def _thumb(data: bytes | None, mask: bool = False) -> Image.Image:
         return Image.new("RGB", (THUMB, THUMB), (90, 90, 90))
     img = Image.open(io.BytesIO(data))
     img = img.convert("L").convert("RGB") if mask else img.convert("RGB")
-    img.thumbnail((THUMB, THUMB))
-    return img
+    scale = THUMB / max(img.size)  # fit the tile, enlarging small images too (nearest keeps pixels visible)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
 
 
 def _bytes(value) -> bytes | None:
@@ -169,6 +170,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}} im
 <h2>Throughput</h2><img id="throughput" alt="throughput per worker" src="{_throughput_plot(table)}">
 <h2>Errors ({len(errors)})</h2>
 <table id="errors"><tr><th>id</th><th>error</th></tr>{error_rows or '<tr><td colspan="2">none</td></tr>'}</table>
+<script>
+// self-check for headless renderers: every image decoded with a non-zero size
+window.addEventListener("load", () => {{
+  const imgs = Array.from(document.images);
+  document.body.dataset.imagesOk = String(imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0));
+}});
+</script>
 </body></html>
 """
     return page, sheet, summary
