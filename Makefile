@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test
+.PHONY: install browser demo test
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,8 +14,14 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[test]"
 
+# headless Chromium for the report render test (skipped with a reason where it cannot be installed)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	    echo "note: chromium not installed; the report render test will be skipped"; }
+
 demo: install
 	$(BIN)/fcs run restore --demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
