@@ -54,6 +54,7 @@ class Denoiser:
                 module.requires_grad_(False).eval()
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond: Tensor | None = None
+        self._math_attention = False
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -165,8 +166,11 @@ class Denoiser:
     def jvp(self, x: Tensor, tangent: Tensor, t: int, cond: Tensor | None = None) -> Tensor:
         """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode UNet pass).
 
-        Needs attention without fused SDPA kernels (see :meth:`use_math_attention`).
+        Forward-mode AD has no rule for fused SDPA kernels, so the first call switches the UNet to
+        plain math attention (:meth:`use_math_attention`); the results are the same, a bit slower.
         """
+        if not self._math_attention:
+            self.use_math_attention()
         dtype = self.dtype
 
         def tweedie(x_in: Tensor) -> Tensor:
@@ -182,6 +186,7 @@ class Denoiser:
 
         if hasattr(self.unet, "set_attn_processor"):
             self.unet.set_attn_processor(AttnProcessor())
+        self._math_attention = True
 
     # -- VAE --------------------------------------------------------------------------------
     def encode(self, images: Tensor) -> Tensor:
