@@ -12,8 +12,8 @@ RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"
 INPUT="${INPUT:-s3://example-bucket/shards/}"
 OUTPUT="${OUTPUT:-s3://example-bucket/restored/}"
 MODEL="${MODEL:-s3://example-bucket/models/sd15/}"   # hub id, folder on every node, or object-storage URI
-ACTORS="${ACTORS:-16}"                               # one per GPU in the cluster
-BATCH_SIZE="${BATCH_SIZE:-4}"
+ACTORS="${ACTORS:-4}"                                # one per GPU; at most the GPUs up now (the job checks)
+BATCH_SIZE="${BATCH_SIZE:-8}"                        # 8 fits a 24 GB GPU at 512² fp16 (docs/scaling.md)
 
 # Check the cluster before a long job: GPUs, versions, storage and model cache as the cluster sees them.
 ray job submit --address "$RAY_ADDRESS" -- fcs doctor "$INPUT" "$OUTPUT" "$MODEL"
