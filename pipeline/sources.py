@@ -125,7 +125,7 @@ def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = No
     else:
         ds = ray.data.read_parquet(inputs.files, filesystem=inputs.storage.arrow_fs, partitioning=None)
         if len(done):
-            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": ray.put(done)})
+            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
         if limit is not None:
             ds = ds.limit(limit)
     return ds.repartition(target_num_rows_per_block=block_rows, strict=True)

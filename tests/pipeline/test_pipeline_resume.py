@@ -1,0 +1,126 @@
+"""Acceptance 3: exactly once across failures. Kill the driver midway and rerun; kill a sampler actor
+midway and let Ray restart it. Either way every input id ends up in the output exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import pipeline
+from pipeline import output
+from pipeline.config import JobConfig
+from pipeline.storage import Storage
+from pipeline_testdata import assert_exactly_once, good_rows, read_rows, write_shards
+
+SLOWER = {"steps": 6, "newton_steps": 2}  # ~1 s per batch: slow enough to be killed midway
+
+
+def _wait_for(predicate, timeout: float, every: float = 0.05) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def _committed(out: Path) -> list[Path]:
+    return sorted(out.glob("part-*.parquet"))
+
+
+def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
+    rows = good_rows(24)
+    write_shards(tmp_path / "in", rows, per_shard=6)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "run", "restore",
+           "--input", str(tmp_path / "in"), "--output", str(out), "--actors", "1", "--batch-size", "2",
+           "--steps", str(SLOWER["steps"]), "--newton-steps", str(SLOWER["newton_steps"])]
+    env = {**os.environ, "RAY_ADDRESS": ray_address}
+    with open(tmp_path / "driver.log", "wb") as log:
+        driver = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert _wait_for(lambda: len(_committed(out)) >= 2 or driver.poll() is not None, timeout=240), "no commit"
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.kill()
+            driver.wait()
+    first = read_rows(str(out), columns=["id"]).column("id").to_pylist()
+    assert 0 < len(first) < len(rows), f"the driver was not killed midway ({len(first)} committed)"
+    assert len(first) == len(set(first))
+    (out / "_fcs" / "tmp").mkdir(parents=True, exist_ok=True)
+    (out / "_fcs" / "tmp" / "partial.tmp").write_bytes(b"PAR1 half a file")  # what a killed write leaves
+
+    summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), actors=1, batch_size=2,
+                                     sampler=SLOWER))
+    table = read_rows(str(out))
+    assert_exactly_once(table, [r["id"] for r in rows])
+    assert set(first) <= set(table.column("id").to_pylist())
+    assert summary["this_run"]["rows"] == len(rows) - len(first)
+    assert (summary["pending"], summary["duplicates"], summary["ok"]) == (0, 0, len(rows))
+    assert not (out / "_fcs" / "tmp" / "partial.tmp").exists()
+
+    again = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), sampler=SLOWER))
+    assert again["this_run"]["rows"] == 0 and again["rows"] == len(rows)  # nothing left to do
+
+
+def _sampler_workers() -> list[int]:
+    """Pids of this session's Ray worker processes running the sampler actor."""
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if "MapBatches(Sampler)" in cmdline and ppid == raylet:
+            found.append(int(pid))
+    return found
+
+
+def test_kill_a_sampler_actor_midway(ray_address, tmp_path):
+    rows = good_rows(16)
+    write_shards(tmp_path / "in", rows, per_shard=4)
+    out = tmp_path / "out"
+    killed: list[int] = []
+    done_at_kill: list[int] = []
+
+    def killer() -> None:
+        if _wait_for(lambda: len(_committed(out)) >= 1, timeout=240) and (pids := _sampler_workers()):
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+            done_at_kill.append(len(read_rows(str(out), columns=["id"])))
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), actors=2, batch_size=2,
+                                     sampler=SLOWER))
+    thread.join(timeout=5)
+    assert killed, "no sampler actor was killed"
+    assert done_at_kill[0] < len(rows), "the actor was killed after all the work was done"
+    assert_exactly_once(read_rows(str(out)), [r["id"] for r in rows])
+    assert (summary["pending"], summary["duplicates"], summary["ok"]) == (0, 0, len(rows))
+
+
+def test_a_superseded_run_commits_nothing(tmp_path):
+    store = Storage.from_uri(str(tmp_path))
+    table = pa.table({"id": ["a"], "status": ["ok"]}).cast(
+        pa.schema([output.OUTPUT_SCHEMA.field("id"), output.OUTPUT_SCHEMA.field("status")]))
+    output.claim(store, "run-1")
+    output.claim(store, "run-2")  # a rerun took over while run-1's write task was still alive
+    with pytest.raises(RuntimeError, match="owned by run run-2"):
+        output.commit(store, "run-1", table)
+    assert output.committed_files(store) == []
+    output.commit(store, "run-2", table)
+    output.commit(store, "run-2", table)  # a retried write task overwrites its own file
+    assert len(output.committed_files(store)) == 1
