@@ -149,7 +149,7 @@ def _gpu_line(r: dict) -> str:
         return ", ".join(f"cuda:{g['index']} {g['name']} {g['memory_gb']} GB" for g in r["gpus"])
     build = f"a CUDA {r['cuda_build']} build" if r["cuda_build"] else "a CPU-only build"
     return (f"no GPU - torch {r['torch']} ({build}) sees no CUDA device on {r['host']}; "
-            "the sampler would run on CPU, about 100x slower (docs/scaling.md)")
+            "the sampler would run on CPU, hundreds of times slower (docs/scaling.md)")
 
 
 def format_report(report: dict, issues: list[str]) -> str:

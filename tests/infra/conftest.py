@@ -9,8 +9,11 @@ cluster (other test folders may hold their own ``ray.init``): jobs go through th
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -78,6 +81,22 @@ def _dashboard_missing() -> str | None:
     return ", ".join(missing) or None
 
 
+@contextlib.contextmanager
+def _private_ray_tmpdir(path: str):
+    """Ray writes the address of a ``Cluster`` to ``$RAY_TMPDIR/ray/ray_current_cluster``, where any
+    ``ray.init()`` on this machine (other tests, other pytest processes) would find and join it.
+    Starting and stopping the cluster with its own RAY_TMPDIR keeps it private."""
+    previous = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = path
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory, fcs_cache: Path):
     """A head (2 CPUs, runs the job drivers and CPU stages) and two nodes with 1 CPU and 1 "GPU" each."""
@@ -87,23 +106,27 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory, fcs_cache: Path):
     from ray.cluster_utils import Cluster
 
     root = tmp_path_factory.mktemp("cluster")
+    ray_tmp = tempfile.mkdtemp(prefix="fcsray-", dir="/tmp")  # short: Ray's socket paths live under it
     # Nodes start from this process's environment; these make each one look like its own machine.
     base = dict(FAKE_AWS, FCS_CACHE=str(fcs_cache), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 RAY_DATA_DISABLE_PROGRESS_BARS="1")
     head_cache = root / "head-cache"
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args=dict(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=0,
-                            object_store_memory=200 * 2**20, env_vars=dict(base, FCS_MODEL_CACHE=str(head_cache))),
-    )
     gpu_nodes = {}
-    for name in ("gpu-a", "gpu-b"):
-        cache = root / f"{name}-cache"
-        node = cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=150 * 2**20,
-                                env_vars=dict(base, FCS_MODEL_CACHE=str(cache)))
-        gpu_nodes[node.node_id] = cache
-    cluster.wait_for_nodes()
+    with _private_ray_tmpdir(ray_tmp):
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args=dict(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=0,
+                                object_store_memory=200 * 2**20, env_vars=dict(base, FCS_MODEL_CACHE=str(head_cache))),
+        )
+        for name in ("gpu-a", "gpu-b"):
+            cache = root / f"{name}-cache"
+            node = cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=150 * 2**20,
+                                    env_vars=dict(base, FCS_MODEL_CACHE=str(cache)))
+            gpu_nodes[node.node_id] = cache
+        cluster.wait_for_nodes()
     try:
         yield LocalCluster(f"http://{cluster.head_node.address_info['webui_url']}", head_cache, gpu_nodes)
     finally:
-        cluster.shutdown()
+        with _private_ray_tmpdir(ray_tmp):
+            cluster.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
