@@ -32,6 +32,7 @@ class JobConfig:
         s3_endpoint: S3-compatible endpoint; None = $AWS_ENDPOINT_URL or AWS itself.
         prompt: prompt for rows without a ``prompt`` column value. max_side: larger images are
             error rows. limit: process at most this many pending items (None = all).
+        actor_start_timeout_s: fail if the sampler actors (model loaded) are not all up by then.
         task: name recorded in every output row. sampler: the :class:`fcs.SamplerConfig`.
     """
 
@@ -48,6 +49,7 @@ class JobConfig:
     prompt: str = ""
     max_side: int = 2048
     limit: int | None = None
+    actor_start_timeout_s: int = 1800
     task: str = "restore"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
@@ -58,7 +60,7 @@ class JobConfig:
                 _fail(name, value, "a non-empty string (a path or URI)")
         if self.input.rstrip("/") == self.output.rstrip("/"):
             _fail("output", self.output, "a location different from input")
-        for name in ("actors", "batch_size", "max_side"):
+        for name in ("actors", "batch_size", "max_side", "actor_start_timeout_s"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 _fail(name, value, "a positive integer")

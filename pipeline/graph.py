@@ -68,6 +68,9 @@ def run_graph(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Stora
                                    device=res.device, dtype=cfg.dtype),
     )
     ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
+    # Start only once every actor holds its model (work spreads over all of them), and fail with a
+    # timeout instead of waiting forever for resources that never come.
+    ds.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
     ds.write_datasink(output.ParquetCommitSink(out, run_id))
 
 
