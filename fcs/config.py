@@ -12,6 +12,10 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ValueError(f"config field {name!r}: got {value!r}, expected {allowed}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """How to sample. Defaults are the paper's (S=20, K=5, lr=linspace(0.5, 0.1, K), h=0.005).
@@ -48,8 +52,14 @@ class SamplerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "steps" else 0):
                 _fail(name, value, "a positive integer" if name == "steps" else "an integer >= 0")
+        for name in ("h", "eta", "dps_step_size", "guidance_scale", "tol"):
+            value = getattr(self, name)
+            if not (_is_number(value) or (name == "tol" and value is None)):  # YAML 1.1 reads 5e-3 as a string
+                _fail(name, value, "a number (in YAML write 5.0e-3, not 5e-3)")
         if isinstance(self.lr, list):
             object.__setattr__(self, "lr", tuple(self.lr))
+        if not (self.lr is None or _is_number(self.lr) or (isinstance(self.lr, tuple) and all(map(_is_number, self.lr)))):
+            _fail("lr", self.lr, "None, a number, or one number per newton step")
         if isinstance(self.lr, tuple) and len(self.lr) != self.newton_steps:
             _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
         if not 0 < self.h < 1:
