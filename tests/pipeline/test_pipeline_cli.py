@@ -1,0 +1,65 @@
+"""The README's main command (``fcs run restore --demo``), ``--smoke``, and the demo's model choice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+from jobs import restore
+from pipeline.demo import build_demo_dataset, find_sd_checkpoint, make_mask
+from pipeline_testdata import read_rows
+
+
+def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FCS_MODEL", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0
+    assert "FALLING BACK to the built-in tiny" in caplog.text
+    table = read_rows(str(tmp_path / "demo-output" / "restored"))
+    assert table.num_rows == 8 and set(table.column("status").to_pylist()) == {"ok"}
+    assert len(list((tmp_path / "demo-output" / "preview").glob("*.png"))) == 8
+    printed = capsys.readouterr().out
+    assert "8 ok, 0 error" in printed and "previews" in printed
+    assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0  # a rerun resumes: nothing to do
+    assert "this run: 0 rows" in capsys.readouterr().out
+
+
+def test_smoke_through_the_console_script(ray_address, tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ray_address}
+    proc = subprocess.run([shutil.which("fcs"), "run", "restore", "--smoke", "--output", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 ok, 0 error" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+    assert summary["ok"] == 1 and summary["config"]["sampler"]["steps"] == 2
+
+
+def test_demo_dataset_is_real_photos_with_nonempty_masks(tmp_path):
+    folder = build_demo_dataset(tmp_path, size=32)
+    images = sorted((folder / "images").glob("*.png"))
+    assert len(images) == 8 and len(list((folder / "masks").glob("*.png"))) == 8
+    astronaut = np.asarray(Image.open(folder / "images" / "astronaut-box.png"))
+    assert astronaut.shape == (32, 32, 3) and astronaut.std() > 20
+    for kind in ("box", "strokes"):
+        m = make_mask(kind, 64)
+        assert 0.05 < (m > 0).mean() < 0.6
+
+
+def test_demo_model_choice(tmp_path, monkeypatch):
+    monkeypatch.delenv("FCS_MODEL", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    assert find_sd_checkpoint() is None
+    snapshot = tmp_path / "hub" / "models--stable-diffusion-v1-5--stable-diffusion-v1-5" / "snapshots" / "abc"
+    (snapshot / "unet").mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    assert find_sd_checkpoint() is None  # no weights yet
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    assert find_sd_checkpoint() == str(snapshot)
+    monkeypatch.setenv("FCS_MODEL", "my/model")
+    assert find_sd_checkpoint() == "my/model"
