@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fcs doctor", description=__doc__.split("\n\n")[0].strip("`"))
     p.add_argument("uris", nargs="*", help="input/output/model locations to check (paths or s3://, gs:// URIs)")
     p.add_argument("--address", default=None,
-                   help="Ray cluster: host:port, 'auto' (default: $RAY_ADDRESS or a running local cluster), or 'none'")
+                   help="Ray cluster: host:port, 'auto' (any running here), or 'none'; default: the one a job "
+                        "would join ($RAY_ADDRESS, else the last `ray start` on this machine)")
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--model-cache", help="model cache folder (default $FCS_MODEL_CACHE, else $FCS_CACHE/models)")
     p.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when no GPU is found")
@@ -67,9 +68,11 @@ def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60
     """Connect to a running cluster (never start one) and probe every alive node."""
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS") or "auto"
     if address == "none":
         return {"connected": False, "reason": "skipped (--address none)"}
+    address = address or os.environ.get("RAY_ADDRESS") or _latest_local_cluster()
+    if not address:
+        return {"connected": False, "reason": "no $RAY_ADDRESS and no cluster started here with `ray start`"}
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -94,6 +97,16 @@ def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60
         return report
     finally:
         ray.shutdown()
+
+
+def _latest_local_cluster() -> str | None:
+    """The cluster a plain ``ray.init()`` (what a job calls) would join: the last ``ray start`` here."""
+    try:
+        from ray._private.utils import read_ray_address
+
+        return read_ray_address()
+    except (ImportError, OSError):
+        return None
 
 
 def storage_report(uri: str, endpoint: str | None) -> dict:

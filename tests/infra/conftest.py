@@ -60,8 +60,15 @@ class LocalCluster:
 
         client = JobSubmissionClient(self.dashboard)
         runtime_env = {"env_vars": env} if env else None
-        job = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
         deadline = time.time() + timeout_s
+        while True:
+            try:
+                job = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+                break
+            except RuntimeError as exc:  # the head's job agent registers a while after the dashboard
+                if "No available agent" not in str(exc) or time.time() > deadline:
+                    raise
+                time.sleep(1.0)
         while not client.get_job_status(job).is_terminal():
             if time.time() > deadline:
                 client.stop_job(job)
@@ -115,8 +122,10 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory, fcs_cache: Path):
     with _private_ray_tmpdir(ray_tmp):
         cluster = Cluster(
             initialize_head=True,
+            # Free ports only: other Ray instances on this machine hold the defaults (agent: 52365).
             head_node_args=dict(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=0,
-                                object_store_memory=200 * 2**20, env_vars=dict(base, FCS_MODEL_CACHE=str(head_cache))),
+                                dashboard_agent_listen_port=None, object_store_memory=200 * 2**20,
+                                env_vars=dict(base, FCS_MODEL_CACHE=str(head_cache))),
         )
         for name in ("gpu-a", "gpu-b"):
             cache = root / f"{name}-cache"
