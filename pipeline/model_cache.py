@@ -99,6 +99,8 @@ def cached_models(cache_dir: str | Path | None = None) -> list[dict]:
     root = cache_root(cache_dir)
     found = []
     for manifest in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        if manifest.parent.name.startswith("."):  # a download in progress
+            continue
         entry = json.loads(manifest.read_text())
         found.append({k: entry[k] for k in ("source", "files", "bytes", "staged_at")} | {"path": str(manifest.parent)})
     return found

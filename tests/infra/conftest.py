@@ -15,7 +15,6 @@ import shutil
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,10 @@ for _key, _value in FAKE_AWS.items():
 
 @pytest.fixture(scope="session")
 def pyproject() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 

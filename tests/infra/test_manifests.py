@@ -227,7 +227,7 @@ def test_rayjob_runs_the_fcs_cli_on_the_raycluster_spec() -> None:
     assert argv[:3] == ["fcs", "run", "restore"]
     args = parse_fcs(argv)
     assert all(getattr(args, flag) is not None for flag in JOB_FLAGS), vars(args)
-    assert args.actors <= _gpus_up(job["spec"]["rayClusterSpec"]), "KubeRay submits when the workers are up: all actors must fit"
+    assert args.actors <= _gpus_up(job["spec"]["rayClusterSpec"]), "KubeRay submits once the workers are up: all must fit"
 
 
 # -- Ray cluster launcher (AWS) ---------------------------------------------------------------
@@ -239,7 +239,8 @@ def test_cluster_launcher_yaml_passes_rays_schema_and_runs_the_image(dockerfile,
 
     assert config["provider"]["type"] == "aws"
     assert config["docker"]["image"].endswith(f":{pyproject['project']['version']}")
-    assert config["docker"]["image"] == load_yaml(KUBERAY[0])["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    kuberay_head = load_yaml(KUBERAY[0])["spec"]["headGroupSpec"]["template"]["spec"]
+    assert config["docker"]["image"] == kuberay_head["containers"][0]["image"]
     # The launcher starts containers as `docker run ... IMAGE bash`: the fcs ENTRYPOINT must be reset.
     assert json.loads(_one(dockerfile, "ENTRYPOINT")) and "--entrypoint=" in config["docker"]["run_options"]
 
@@ -261,7 +262,8 @@ def test_submit_script_submits_fcs_commands_the_cli_accepts(tmp_path: Path) -> N
     assert script.stat().st_mode & stat.S_IXUSR, "submit_job.sh must be executable"
     record = tmp_path / "calls.jsonl"
     stub = tmp_path / "ray"
-    stub.write_text(f"#!/usr/bin/env python3\nimport json, sys\nopen({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    stub.write_text("#!/usr/bin/env python3\nimport json, sys\n"
+                    f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
     stub.chmod(0o755)
     env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", RAY_ADDRESS="http://10.0.0.1:8265")
     subprocess.run(["bash", str(script), "--steps", "10"], check=True, env=env, cwd=REPO, timeout=60)
