@@ -27,11 +27,17 @@ class Sampler:
     Args:
         model: hub id, local diffusers folder, or 'tiny'. sampler: :class:`fcs.SamplerConfig` fields.
         device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
+        threads: torch CPU threads (Ray starts workers with OMP_NUM_THREADS=1); None leaves it.
     """
 
-    def __init__(self, model: str, sampler: dict | None = None, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(self, model: str, sampler: dict | None = None, device: str = "auto", dtype: str = "auto",
+                 threads: int | None = None) -> None:
         import fcs
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         self.config = fcs.SamplerConfig.from_dict(sampler or {})
         self.worker, self.node, ray_gpus = _whoami()
         if ray_gpus and device == "auto" and not _cuda_available():

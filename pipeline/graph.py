@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,11 +30,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Resources:
-    """What each sampler actor reserves, and the torch device it is told to use."""
+    """What each sampler actor reserves, the torch device it is told to use, and its CPU threads."""
 
     gpus: float
     cpus: float
     device: str
+    threads: int | None = None
 
 
 def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
@@ -48,10 +50,13 @@ def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
             "or add GPU nodes"
         )
     device = "cpu" if gpus == 0 and cfg.device == "auto" else cfg.device
+    threads = None
     if gpus == 0:
-        log.warning("no GPU requested or found in the Ray cluster: %d sampler actor(s) run on CPU (slow for real models)",
-                    cfg.actors)
-    return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device)
+        # Ray starts workers with one torch thread; on CPU share this machine's cores among the actors.
+        threads = max(1, int(cfg.cpus_per_actor) or (os.cpu_count() or 1) // cfg.actors)
+        log.warning("no GPU requested or found in the Ray cluster: %d sampler actor(s) run on CPU with %d torch "
+                    "thread(s) each (slow for real models)", cfg.actors, threads)
+    return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device, threads=threads)
 
 
 def run_graph(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources) -> None:
@@ -65,7 +70,7 @@ def run_graph(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Stora
         Sampler, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
         num_gpus=res.gpus, num_cpus=res.cpus,
         fn_constructor_kwargs=dict(model=_model_source(cfg.model), sampler=cfg.sampler.to_dict(),
-                                   device=res.device, dtype=cfg.dtype),
+                                   device=res.device, dtype=cfg.dtype, threads=res.threads),
     )
     ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
     # Start only once every actor holds its model (work spreads over all of them), and fail with a

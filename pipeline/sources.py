@@ -79,7 +79,7 @@ def _discover_folder(storage: Storage) -> Inputs:
             rel = posixpath.relpath(path, storage.path(folder))
             stem, ext = posixpath.splitext(rel)
             if ext.lower() in IMAGE_EXTENSIONS and not _hidden(rel):
-                found.setdefault(stem, []).append(path)
+                found.setdefault(stem, []).append(storage.relative(path))  # resolved against the root later
         clashes = {k: v for k, v in found.items() if len(v) > 1}
         if clashes:
             stem, paths = next(iter(clashes.items()))

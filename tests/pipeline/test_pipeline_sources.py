@@ -70,3 +70,25 @@ def test_folder_with_two_files_per_stem_fails_fast(tmp_path):
 def test_drop_done():
     batch = pa.table({"id": ["a", "b", "c"]})
     assert drop_done(batch, pa.array(["b"])).column("id").to_pylist() == ["a", "c"]
+
+
+def test_folder_and_parquet_inputs_on_s3(s3_endpoint, bucket):
+    import io
+
+    import s3fs
+
+    from pipeline.stages import prepare
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
+    fs.pipe({f"{bucket}/f/images/a.png": png(photo()), f"{bucket}/f/masks/a.png": png(hole()),
+             f"{bucket}/f/images/b.webp": png(photo())})
+    store = Storage.from_uri(f"s3://{bucket}/f", s3_endpoint)
+    inputs = discover(store)
+    assert inputs.kind == "folder" and sorted(inputs.ids.to_pylist()) == ["a", "b"]
+    rows = {r["id"]: r for r in prepare(inputs.listing, storage=store).to_pylist()}
+    assert rows["a"]["error"] is None and rows["b"]["error"].startswith("read: mask is missing")
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(good_rows(3)), buf)
+    fs.pipe_file(f"{bucket}/p/part/s.parquet", buf.getvalue())
+    assert len(discover(Storage.from_uri(f"s3://{bucket}/p", s3_endpoint)).ids) == 3
