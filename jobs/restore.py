@@ -5,8 +5,8 @@
     fcs run restore --demo       # sample photos + generated masks, local Ray, ./demo-output
     fcs run restore --smoke      # one item end to end (tiny model unless --model)
 
-Exit codes: 0 done (error rows included; they are reported), 1 ids missing or duplicated in the
-output, 2 bad configuration or input.
+Exit codes: 0 done (error rows included; they are reported), 1 the job failed or ids are missing or
+duplicated in the output, 2 bad configuration or input (nothing was run).
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ log = logging.getLogger("fcs.restore")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcs run restore", description=__doc__.split("\n\n")[0].strip("`"))
+    p = argparse.ArgumentParser(
+        prog="fcs run restore", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Restore the masked regions of a dataset's images on Ray (inexact-Newton sampler) and "
+                    "write one Parquet row per input id.",
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--input", help="Parquet shards or a folder with images/ + masks/ (path or s3://, gs://, file:// URI)")
     p.add_argument("--output", help="output folder or prefix (part-*.parquet, _summary.json); reruns resume")
     p.add_argument("--model", help="hub id, local diffusers folder, or 'tiny' (built-in random-weight model)")
@@ -130,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = pipeline.run(cfg)
-    except ValueError as exc:
+    except ValueError as exc:  # bad input location, ids or resources: said before any model work
         print(f"fcs run restore: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the job failed; committed work is kept, a rerun resumes
+        log.error("job failed (%s: %s); committed rows are kept and a rerun resumes", type(exc).__name__, exc,
+                  exc_info=True)
+        return 1
     print(format_summary(summary))
     print(f"output: {summary['output']}\nsummary: {summary['summary_uri']}")
     if args.demo and not args.smoke:
