@@ -25,14 +25,17 @@ class Sampler:
     """Loads the model once in ``__init__``; ``__call__`` inpaints the batch's valid rows.
 
     Args:
-        model: hub id, local diffusers folder, or 'tiny'. sampler: :class:`fcs.SamplerConfig` fields.
+        model: hub id, s3:// or gs:// URI of a diffusers folder, local folder, or 'tiny'; staged once
+            per node by :func:`pipeline.model_cache.stage_model`. endpoint: S3 endpoint for the URI.
+        sampler: :class:`fcs.SamplerConfig` fields.
         device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
         threads: torch CPU threads (Ray starts workers with OMP_NUM_THREADS=1); None leaves it.
     """
 
     def __init__(self, model: str, sampler: dict | None = None, device: str = "auto", dtype: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, endpoint: str | None = None) -> None:
         import fcs
+        from pipeline.model_cache import stage_model
 
         if threads:
             import torch
@@ -42,7 +45,7 @@ class Sampler:
         self.worker, self.node, ray_gpus = _whoami()
         if ray_gpus and device == "auto" and not _cuda_available():
             log.warning("Ray assigned GPU(s) %s to this sampler but torch sees no CUDA device; running on CPU", ray_gpus)
-        self.denoiser = fcs.load_denoiser(model, device=device, dtype=dtype)
+        self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
         self.device = str(self.denoiser.device)
 
     def __call__(self, batch: dict) -> dict:

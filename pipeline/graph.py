@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from pipeline import output, sources, stages
 from pipeline.actor import Sampler
 from pipeline.config import JobConfig
-from pipeline.storage import Storage
+from pipeline.storage import ENDPOINT_ENV, Storage
 from pipeline.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def run_graph(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Stora
     ds = ds.map_batches(
         Sampler, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
         num_gpus=res.gpus, num_cpus=res.cpus,
-        fn_constructor_kwargs=dict(model=_model_source(cfg.model), sampler=cfg.sampler.to_dict(),
-                                   device=res.device, dtype=cfg.dtype, threads=res.threads),
+        fn_constructor_kwargs=dict(model=_model_source(cfg.model), sampler=cfg.sampler.to_dict(), device=res.device,
+                                   dtype=cfg.dtype, threads=res.threads,
+                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV)),
     )
     ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
     # Start only once every actor holds its model (work spreads over all of them), and fail with a
@@ -119,11 +120,6 @@ def run(cfg: JobConfig) -> dict:
 
 
 def _model_source(model: str) -> str:
-    """What the actors load: built-in models are written once here first (so actors on this node
-    do not race to build them), local folders become absolute paths, hub ids pass through."""
-    from fcs.loading import BUILTIN, resolve_model
-
-    if model in BUILTIN:
-        resolve_model(model)
-        return model
-    return str(Path(model).resolve()) if Path(model).exists() else model
+    """What the actors stage and load: a local folder given relative to this driver becomes absolute
+    (workers do not share its working directory); hub ids, URIs and built-in names pass through."""
+    return str(Path(model).resolve()) if "://" not in model and Path(model).exists() else model
