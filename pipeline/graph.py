@@ -5,6 +5,9 @@
       -> Sampler   actor pool, one resident model per actor     (pipeline.actor.Sampler)
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
       -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
+
+Ray Data restarts a crashed sampler actor and retries its in-flight batch (its actor pools default
+to max_restarts=-1, max_task_retries=-1); a retried commit overwrites its own file (see output.py).
 """
 
 from __future__ import annotations

@@ -130,8 +130,7 @@ def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
     cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
     n = batch.num_rows
     images, errors = [], list(cols["error"])
-    for i in range(n):
-        pixels = cols.get("out", [None] * n)[i]
+    for i, pixels in enumerate(cols.get("out", [None] * n)):
         if errors[i] is not None or pixels is None:
             errors[i] = errors[i] or "sample: no output image"
             images.append(None)
