@@ -38,7 +38,7 @@ def test_fcs_inpaint_writes_a_png_of_the_input_size(photo, fcs_cache, device, tm
         "--out", str(out), "--model", "tiny", "--steps", "3", "--newton-steps", "2", "--seed", "1",
         "--device", device, "--dtype", "float32",
     ]
-    env = {**os.environ, "FCS_CACHE": str(fcs_cache), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "FCS_CACHE": str(fcs_cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.exists()
