@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -133,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     import pipeline
     from pipeline.summary import format_summary
 
+    if args.demo and not os.environ.get("RAY_ADDRESS"):
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address="local")  # the demo never joins some other cluster running on this machine
     try:
         summary = pipeline.run(cfg)
     except ValueError as exc:  # bad input location, ids or resources: said before any model work
