@@ -115,7 +115,7 @@ def _model_card(out, params, steps, batch, lr, seed, elapsed, curve, n_train, n_
   scans, values 0..16), bilinearly upsampled to 16×16, scaled to [-1, 1]. Split: a permutation with
   seed {0} (`benchmarks/digits.py`); {n_train} train, last {n_test} held out (never seen in training).
 - Training: {steps} steps, batch {batch}, AdamW lr {lr} (200-step warm-up, cosine to 10%), ±1 px
-  random translation, seed {seed}, {elapsed:.1f} minutes on 2 CPU cores.
+  random translation, seed {seed}, {elapsed:.1f} minutes wall clock on this machine.
 - Loss (mean of the last 100 steps): {curve[-1]:.4f}; curve in `loss_curve.png` / `loss_curve.json`.
 - Command: `python benchmarks/train_reference.py --out benchmarks/reference_model --minutes {minutes:g}`
 - Purpose: a real (trained) prior for quality benchmarks and CI checks of the samplers, since
