@@ -83,7 +83,8 @@ def measure(workdir: Path, items: int, size: int, batch_size: int, steps: int, n
         results.append({
             "actors": n, "items": items, "ok": summary["ok"], "size": size, "batch_size": batch_size,
             "steps": steps, "newton_steps": newton_steps, "nfe_per_item": steps * (1 + 2 * newton_steps),
-            "sum_sample_s": round(float(np.nansum(sample_s)), 3), "steady_s": round(steady, 3), "job_wall_s": round(wall, 3),
+            "sum_sample_s": round(float(np.nansum(sample_s)), 3), "steady_s": round(steady, 3),
+            "job_wall_s": round(wall, 3),
             "overhead_steady": round(steady / busy, 4), "overhead_job": round(wall / busy, 4),
             "items_per_s_steady": round(items / steady, 3), "items_per_s_job": round(items / wall, 3),
         })
@@ -113,7 +114,8 @@ def write_results(results: list[dict], out: Path, command: str) -> None:
         "# Pipeline overhead (tiny model)", "",
         "overhead = wall / (sum(sample_s) / actors); steady = first sampler batch start to last batch end",
         "(excludes actor start-up and model loading); job = the whole job. Target: <= 1.15.", "",
-        f"Command: `{command}`  ", f"Machine: {meta['machine']}, {meta['cpus']} CPUs, Ray {meta['ray']}, {meta['date']}", "",
+        f"Command: `{command}`  ",
+        f"Machine: {meta['machine']}, {meta['cpus']} CPUs, Ray {meta['ray']}, {meta['date']}", "",
         HEADER, *(_row(r) for r in results), "",
     ]
     out.with_suffix(".md").write_text("\n".join(lines))

@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
                     "write one Parquet row per input id.",
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--input", help="Parquet shards or a folder with images/ + masks/ (path or s3://, gs://, file:// URI)")
+    p.add_argument("--input", help="Parquet shards or a folder with images/ + masks/ "
+                                   "(path or s3://, gs://, file:// URI)")
     p.add_argument("--output", help="output folder or prefix (part-*.parquet, _summary.json); reruns resume")
     p.add_argument("--model", help="hub id, local diffusers folder, or 'tiny' (built-in random-weight model)")
     p.add_argument("--actors", type=int, help="sampler actors, one resident model each (default 1)")

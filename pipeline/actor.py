@@ -44,7 +44,8 @@ class Sampler:
         self.config = fcs.SamplerConfig.from_dict(sampler or {})
         self.worker, self.node, ray_gpus = _whoami()
         if ray_gpus and device == "auto" and not _cuda_available():
-            log.warning("Ray assigned GPU(s) %s to this sampler but torch sees no CUDA device; running on CPU", ray_gpus)
+            log.warning("Ray assigned GPU(s) %s to this sampler but torch sees no CUDA device; running on CPU",
+                        ray_gpus)
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
         self.device = str(self.denoiser.device)
 

@@ -61,7 +61,8 @@ def find_sd_checkpoint() -> str | None:
     """$FCS_MODEL, else a Stable Diffusion snapshot already in the Hugging Face cache, else None."""
     if os.environ.get("FCS_MODEL"):
         return os.environ["FCS_MODEL"]
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    hub = Path(os.environ.get("HF_HUB_CACHE") or hf_home / "hub")
     for repo in SD_REPOS:
         for snapshot in sorted((hub / f"models--{repo.replace('/', '--')}" / "snapshots").glob("*")):
             if (snapshot / "model_index.json").exists() and list((snapshot / "unet").glob("*.safetensors")):

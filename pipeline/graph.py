@@ -63,7 +63,9 @@ def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
     return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device, threads=threads)
 
 
-def run_graph(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources) -> None:
+def run_graph(
+    cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources
+) -> None:
     """Stream the pending items through the stages and commit them to ``out``."""
     from ray.data import ActorPoolStrategy
 

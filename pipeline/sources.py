@@ -93,7 +93,8 @@ def _discover_folder(storage: Storage) -> Inputs:
     masks = by_stem("masks") if storage.fs.isdir(storage.path("masks")) else {}
     ids = sorted(set(images) | set(masks))
     if not ids:
-        raise ValueError(f"input {storage.uri()!r} has an images/ folder but no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(
+            f"input {storage.uri()!r} has an images/ folder but no image files ({', '.join(IMAGE_EXTENSIONS)})")
     listing = pa.table({
         "id": pa.array(ids, pa.string()),
         "image_path": pa.array([images.get(i) for i in ids], pa.string()),

@@ -92,7 +92,8 @@ def _prepare_item(item_id: str, raw: dict, storage: Storage, max_side: int) -> d
         raise ItemError(one_line("decode", str(exc).replace("cannot decode image", "cannot decode mask", 1))) from None
     h, w = rgb.shape[:2]
     if max(h, w) > max_side:
-        raise ItemError(one_line("validate", f"image is {w}x{h}, larger than max_side={max_side}; downscale it or raise max_side"))
+        raise ItemError(one_line(
+            "validate", f"image is {w}x{h}, larger than max_side={max_side}; downscale it or raise max_side"))
     try:
         check_pair(rgb, mask_arr)
     except ValueError as exc:

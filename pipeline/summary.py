@@ -18,9 +18,10 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
     """
     ids = output.column("id")
     distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
-    pending = len(input_ids) - int(pc.sum(pc.is_in(input_ids, value_set=ids)).as_py() or 0) if len(ids) else len(input_ids)
+    pending = len(input_ids) - (_count(pc.is_in(input_ids, value_set=ids)) if len(ids) else 0)
     status = Counter(output.column("status").to_pylist())
-    errors = Counter(_reason(e) for e in new.filter(pc.equal(new.column("status"), "error")).column("error").to_pylist())
+    new_ok = _count(pc.equal(new.column("status"), "ok"))
+    errors = Counter(_reason(r["error"]) for r in new.select(["status", "error"]).to_pylist() if r["status"] == "error")
     sample_s = np.array([v for v in new.column("sample_s").to_pylist() if v is not None], dtype=float)
     nfe = sum(v for v in new.column("nfe").to_pylist() if v is not None)
     busy = float(sample_s.sum()) / max(actors, 1)
@@ -37,8 +38,8 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
         "duplicates": len(ids) - distinct,
         "this_run": {
             "rows": new.num_rows,
-            "ok": int(pc.sum(pc.equal(new.column("status"), "ok")).as_py() or 0),
-            "error": new.num_rows - int(pc.sum(pc.equal(new.column("status"), "ok")).as_py() or 0),
+            "ok": new_ok,
+            "error": new.num_rows - new_ok,
             "wall_s": round(wall_s, 3),
             "items_per_s": round(new.num_rows / wall_s, 4) if wall_s > 0 else None,
             "sample_s_p50": pct(50), "sample_s_p95": pct(95),
@@ -51,6 +52,10 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
             "error_reasons": dict(errors.most_common(10)),
         },
     }
+
+
+def _count(mask) -> int:
+    return int(pc.sum(mask).as_py() or 0)
 
 
 def _reason(error: str | None) -> str:
