@@ -63,3 +63,13 @@ def test_demo_model_choice(tmp_path, monkeypatch):
     assert find_sd_checkpoint() == str(snapshot)
     monkeypatch.setenv("FCS_MODEL", "my/model")
     assert find_sd_checkpoint() == "my/model"
+
+
+def test_asking_for_missing_gpus_fails_fast(ray_address, tmp_path, capsys):
+    from pipeline_testdata import good_rows, write_shards
+
+    write_shards(tmp_path / "in", good_rows(2))
+    code = restore.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--actors", "3",
+                         "--gpus-per-actor", "1"])  # the session cluster has 2 (fake) GPUs
+    assert code == 2
+    assert "need 3 GPU(s) but the Ray cluster has 2" in capsys.readouterr().err
