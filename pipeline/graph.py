@@ -80,7 +80,7 @@ def run_graph(
                                    endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV)),
     )
     ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
-    # Start only once every actor holds its model (work spreads over all of them), and fail with a
+    # Start only once every actor holds its model (so work spreads over all of them), and fail with a
     # timeout instead of waiting forever for resources that never come.
     ds.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
     ds.write_datasink(output.ParquetCommitSink(out, run_id))

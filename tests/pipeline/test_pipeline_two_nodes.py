@@ -21,10 +21,10 @@ def test_one_sampler_actor_per_gpu_node(tmp_path, fcs_cache):
                           timeout=420)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["gpus_per_actor"] == 1.0 and summary["ok"] == 12 and summary["duplicates"] == 0
+    assert summary["gpus_per_actor"] == 1.0 and summary["ok"] == 16 and summary["duplicates"] == 0
 
     table = read_rows(str(tmp_path / "out"))
-    assert_exactly_once(table, [r["id"] for r in good_rows(12)])
+    assert_exactly_once(table, [r["id"] for r in good_rows(16)])
     nodes_of = defaultdict(set)
     for row in table.to_pylist():
         nodes_of[row["worker"]].add(row["node"])

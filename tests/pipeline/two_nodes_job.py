@@ -16,7 +16,7 @@ def main(workdir: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from pipeline_testdata import FAST, good_rows, write_shards
+    from pipeline_testdata import good_rows, write_shards
 
     logging.basicConfig(level=logging.INFO)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=2, num_gpus=1, object_store_memory=200 * 2**20,
@@ -29,9 +29,9 @@ def main(workdir: Path) -> None:
         import pipeline
         from pipeline.config import JobConfig
 
-        write_shards(workdir / "in", good_rows(12), per_shard=4)
+        write_shards(workdir / "in", good_rows(16), per_shard=4)
         summary = pipeline.run(JobConfig(input=str(workdir / "in"), output=str(workdir / "out"), actors=2,
-                                         batch_size=2, sampler=FAST))
+                                         batch_size=2, sampler={"steps": 6, "newton_steps": 2}))
         summary["nodes"] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
         print(json.dumps(summary, default=str))
     finally:
