@@ -1,6 +1,7 @@
 """Shared fixtures for the fcs tests: tiny random-weight models built once per session.
 
-The same suite runs on a GPU with ``pytest --device cuda`` (default: cpu). Tolerances are stated for
+The same suite runs on a GPU with ``pytest --device cuda`` (default: cpu); torch uses one
+intra-op thread unless ``--torch-threads N`` says otherwise. Tolerances are stated for
 fp32; on CUDA TF32 is switched off so that "fp32" means fp32. No Ray here: tests/pipeline/ adds its
 own fixtures on top of these.
 """
@@ -19,15 +20,20 @@ import torch
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--device", default="cpu", help="torch device for the fcs tests: cpu (default), cuda, cuda:1, mps")
+    parser.addoption("--torch-threads", type=int, default=1, help="torch intra-op threads in this process (0 = torch's default)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two processes
+    # with 2 OpenMP threads each oversubscribe it and run 5-15x slower (measured: 16 min -> 1 min).
+    threads = config.getoption("--torch-threads")
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
 def device(pytestconfig: pytest.Config) -> str:
     name = pytestconfig.getoption("--device")
-    if name == "cpu":
-        # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two
-        # processes with 2 OpenMP threads each oversubscribe it and run ~8x slower.
-        torch.set_num_threads(1)
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             pytest.skip(f"--device {name} given but CUDA is not available")
