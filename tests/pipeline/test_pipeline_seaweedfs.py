@@ -54,7 +54,7 @@ def seaweed(tmp_path):
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(3)
         except subprocess.TimeoutExpired:
             proc.kill()
 
