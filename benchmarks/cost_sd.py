@@ -3,8 +3,9 @@
     python benchmarks/cost_sd.py                 # 256² on CPU; 512² fp16 on a GPU when present
     python benchmarks/cost_sd.py --size 512 --reps 3
 
-Each method runs in its own subprocess so peak memory is its own: CPU = peak resident set size,
-GPU = torch.cuda.max_memory_allocated. One Newton inner step = one finite-difference UNet forward +
+Step times: Newton and DPS steps alternate in one process (same load at the same moment; median
+of --reps pairs). Peak memory: each method alone in its own subprocess (CPU = peak resident set
+size, GPU = torch.cuda.max_memory_allocated). One Newton inner step = one finite-difference UNet forward +
 one re-evaluation forward; one DPS step = one UNet forward + one backward through the UNet.
 Seconds per image for Newton at batch sizes 1, 2, 4 come from the measured per-forward time at that
 batch size times S·(1+2K) forwards, plus one VAE decode (stated as such in the output).
@@ -112,6 +113,12 @@ def child(method: str, size: int, batch: int, reps: int, device: str) -> dict:
         _sync(device)
         return time.perf_counter() - start
 
+    if method == "time":  # Newton and DPS steps interleaved in one process: same load, same moment
+        newton_step(), dps_step()  # warm-up
+        pairs = [(newton_step(), dps_step()) for _ in range(reps)]
+        newton_s = sorted(p[0] for p in pairs)[reps // 2]
+        dps_s = sorted(p[1] for p in pairs)[reps // 2]
+        return {"method": method, "newton_s": newton_s, "dps_s": dps_s, "dtype": str(dtype), "unet_params_m": params / 1e6}
     step = {"newton": newton_step, "dps": dps_step, "forward": forward, "decode": decode}[method]
     step()  # warm-up
     times = sorted(step() for _ in range(reps))
@@ -120,10 +127,10 @@ def child(method: str, size: int, batch: int, reps: int, device: str) -> dict:
             "baseline_mb": base}
 
 
-def run_child(method: str, args, batch: int) -> dict:
+def run_child(method: str, args, batch: int, reps: int | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", method, "--size", str(args.size), "--batch", str(batch),
-         "--reps", str(args.reps), "--device", args.device],
+         "--reps", str(reps or args.reps), "--device", args.device],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,7 +155,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.size, args.batch, args.reps, args.device)))
         return
-    newton, dps = run_child("newton", args, 1), run_child("dps", args, 1)
+    timing = run_child("time", args, 1)
+    newton, dps = run_child("newton", args, 1, reps=1), run_child("dps", args, 1, reps=1)  # peak memory, each alone
     nfe = args.steps * (1 + 2 * args.newton_steps)
     per_batch = []
     for b in [int(v) for v in args.batches.split(",")]:
@@ -158,8 +166,8 @@ def main() -> None:
     report = {
         "config": {"size": args.size, "device": args.device, "dtype": newton["dtype"], "steps": args.steps,
                    "newton_steps": args.newton_steps, "unet_params_m": round(newton["unet_params_m"], 1)},
-        "newton_inner_step_s": newton["seconds"], "dps_step_s": dps["seconds"],
-        "time_ratio_dps_over_newton": dps["seconds"] / newton["seconds"],
+        "newton_inner_step_s": timing["newton_s"], "dps_step_s": timing["dps_s"],
+        "time_ratio_dps_over_newton": timing["dps_s"] / timing["newton_s"],
         "newton_peak_mb": newton["peak_mb"], "dps_peak_mb": dps["peak_mb"],
         "newton_activation_mb": newton["peak_mb"] - newton["baseline_mb"],
         "dps_activation_mb": dps["peak_mb"] - dps["baseline_mb"],
