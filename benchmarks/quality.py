@@ -33,7 +33,7 @@ MODEL = HERE / "reference_model"
 RESULTS = HERE / "results"
 TASKS = ("box", "half", "pixels", "sr2")
 METHODS = ("newton-k1", "newton-k3", "newton-k5", "dps", "dps-5x", "replacement", "unconstrained", "classical")
-DPS_STEPS = (0.3, 1.0, 3.0, 10.0)
+DPS_STEPS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def make_masks(task: str, n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--merge", action="store_true", help="keep other methods' rows from the last results file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     tasks = args.tasks.split(",")
@@ -162,10 +163,18 @@ def main() -> None:
         samples[method] = out["samples"]
         print(f"{method}: done", file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
+    previous = RESULTS / "quality.json"
+    if args.merge and previous.exists():  # rerun some methods, keep the other methods' rows
+        old = json.loads(previous.read_text())
+        if (old["n"], old["steps"]) == (args.n, args.steps):
+            ran = set(args.methods.split(","))
+            kept = [r for r in old["rows"] if r["method"] not in ran]
+            rows = sorted(kept + rows, key=lambda r: (METHODS.index(r["method"]), TASKS.index(r["task"])))
     (RESULTS / "quality.json").write_text(json.dumps({"n": args.n, "steps": args.steps, "rows": rows}, indent=2))
     md = markdown(rows, args.n, args.steps)
     (RESULTS / "quality.md").write_text(md)
-    plot(samples, test_digits(8), tasks, RESULTS / "quality.png")
+    if not args.merge:
+        plot(samples, test_digits(8), tasks, RESULTS / "quality.png")
     print(md)
 
 
