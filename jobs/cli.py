@@ -2,6 +2,7 @@
 
     fcs inpaint --image in.png --mask m.png --out out.png [--model tiny|ID|PATH]
     fcs run restore --input URI --output URI [...]      (see ``fcs run restore --help``)
+    fcs run superres|style|layers --input URI --output URI [...]
     fcs report OUTPUT_URI [--input URI] [--out report.html]
     fcs doctor [URI ...]                                 (what this machine / Ray cluster offers a job)
 """
@@ -13,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-JOBS = {"restore": "jobs.restore"}
+JOBS = {"restore": "jobs.restore", "superres": "jobs.superres", "style": "jobs.style", "layers": "jobs.layers"}
 COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level commands with their own parsers
 
 

@@ -1,7 +1,8 @@
-"""The GPU stage: a callable class that keeps one model resident and restores a batch per call.
+"""The GPU stage: a callable class that keeps one model resident and runs a batch per call.
 
 Ray Data runs it in an actor pool (``map_batches(Sampler, compute=ActorPoolStrategy(size=N))``);
-a test can call it directly on a dict batch without Ray.
+a test can call it directly on a dict batch without Ray. What a call does depends on the job's task:
+``RUNNERS`` maps each task to a short function from the batch's arrays to the ``fcs`` call.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ("id", "error", "out", "height", "width", "seed", "sample_s", "batch_size", "nfe",
                   "residual_init", "residual_final", "peak_mem_mb", "worker", "node", "device",
                   "started_at", "finished_at")
+LAYER_COLUMNS = ("foreground", "alpha")  # layers: F as uint8 RGBA bytes, α as uint8 bytes (out holds B)
 
 
 class Sampler:
-    """Loads the model once in ``__init__``; ``__call__`` inpaints the batch's valid rows.
+    """Loads the model once in ``__init__`` (and for style the CLIP vision model); ``__call__`` runs
+    the job's task on the batch's valid rows.
 
     Args:
         model: hub id, s3:// or gs:// URI of a diffusers folder, local folder, or 'tiny'; staged once
@@ -30,29 +33,41 @@ class Sampler:
         sampler: :class:`fcs.SamplerConfig` fields.
         device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
         threads: torch CPU threads (Ray starts workers with OMP_NUM_THREADS=1); None leaves it.
+        task, options: the job's task and its options (:mod:`pipeline.tasks`).
     """
 
     def __init__(self, model: str, sampler: dict | None = None, device: str = "auto", dtype: str = "auto",
-                 threads: int | None = None, endpoint: str | None = None) -> None:
+                 threads: int | None = None, endpoint: str | None = None, task: str = "restore",
+                 options: dict | None = None) -> None:
         import fcs
-        from pipeline.model_cache import stage_model
+        from pipeline.model_cache import stage_clip, stage_model
+        from pipeline.tasks import TASKS, check_options
 
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.config = fcs.SamplerConfig.from_dict(sampler or {})
+        self.task, self.options = task, check_options(task, options)
+        self.columns = OUTPUT_COLUMNS + (LAYER_COLUMNS if TASKS[task].layers else ())
         self.worker, self.node, ray_gpus = _whoami()
         if ray_gpus and device == "auto" and not _cuda_available():
             log.warning("Ray assigned GPU(s) %s to this sampler but torch sees no CUDA device; running on CPU",
                         ray_gpus)
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
         self.device = str(self.denoiser.device)
+        self.clip = None
+        if task == "style":
+            from fcs.constraints.style import load_clip_vision
+
+            self.clip = load_clip_vision(stage_clip(self.options["clip_model"]), self.denoiser.device,
+                                         self.denoiser.dtype)
 
     def __call__(self, batch: dict) -> dict:
-        """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes),
-        height, width, prompt, seed. Returns id, error, out (restored uint8 H*W*3 bytes or None),
-        height, width, seed and the per-item metrics; rows arriving with an error pass through."""
+        """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes or
+        None), height, width, prompt, seed. Returns id, error, out (uint8 bytes of the output image, or
+        None), height and width of the output, seed and the per-item metrics (layers: also foreground,
+        alpha); rows arriving with an error pass through."""
         n = len(batch["id"])
         rows = [{"id": str(batch["id"][i]), "error": batch["error"][i], "out": None,
                  "height": int(batch["height"][i]), "width": int(batch["width"][i]), "seed": int(batch["seed"][i])}
@@ -60,7 +75,7 @@ class Sampler:
         todo = [i for i in range(n) if rows[i]["error"] is None]
         if todo:
             self._sample(batch, rows, todo)
-        return {name: np.array([row.get(name) for row in rows], dtype=object) for name in OUTPUT_COLUMNS}
+        return {name: np.array([row.get(name) for row in rows], dtype=object) for name in self.columns}
 
     def _sample(self, batch: dict, rows: list[dict], todo: list[int]) -> None:
         started = time.time()
@@ -69,10 +84,11 @@ class Sampler:
         for i in todo:
             h, w = rows[i]["height"], rows[i]["width"]
             images.append(np.frombuffer(batch["rgb"][i], np.uint8).reshape(h, w, 3))
-            masks.append(np.frombuffer(batch["mask"][i], np.float32).reshape(h, w))
+            mask = batch["mask"][i]
+            masks.append(None if mask is None else np.frombuffer(mask, np.float32).reshape(h, w))
         prompts = [str(batch["prompt"][i]) for i in todo]
         seeds = [rows[i]["seed"] for i in todo]
-        results = self._inpaint(images, masks, prompts, seeds)
+        results = self._run(images, masks, prompts, seeds)
         finished, peak = time.time(), self._peak_mb()
         for i, res in zip(todo, results):
             row = rows[i]
@@ -84,15 +100,15 @@ class Sampler:
             row.update(sample_s=res.sample_s, batch_size=res.batch_size, nfe=res.nfe,
                        residual_init=res.residual_init, residual_final=res.residual_final, error=res.error)
             if res.error is None:
-                row["out"] = np.ascontiguousarray(res.image, dtype=np.uint8).tobytes()
+                row.update(out=_bytes(res.image), height=res.image.shape[0], width=res.image.shape[1])
+                row.update({name: _bytes(res.layers[name]) for name in LAYER_COLUMNS if res.layers})
 
-    def _inpaint(self, images, masks, prompts, seeds) -> list:
-        """fcs.inpaint over the batch; if the batch fails as a whole (e.g. out of memory), each item
-        is retried alone so one bad item or an oversized batch costs only its own rows."""
-        import fcs
-
+    def _run(self, images, masks, prompts, seeds) -> list:
+        """The task over the batch; if the batch fails as a whole (e.g. out of memory), each item is
+        retried alone so one bad item or an oversized batch costs only its own rows."""
+        run = RUNNERS[self.task]
         try:
-            return fcs.inpaint(self.denoiser, images, masks, prompts, seeds, self.config)
+            return run(self, images, masks, prompts, seeds)
         except Exception as exc:  # noqa: BLE001
             if len(images) == 1:
                 return [_sample_error(exc)]
@@ -101,7 +117,7 @@ class Sampler:
         out = []
         for args in zip(images, masks, prompts, seeds):
             try:
-                out.extend(fcs.inpaint(self.denoiser, *([a] for a in args), config=self.config))
+                out.extend(run(self, *([a] for a in args)))
             except Exception as exc:  # noqa: BLE001
                 out.append(_sample_error(exc))
                 self._free()
@@ -126,6 +142,52 @@ class Sampler:
             import torch
 
             torch.cuda.empty_cache()
+
+
+# -- the tasks: (sampler, images, masks, prompts, seeds) -> one fcs.run.ItemResult per item -----------
+def _restore(s: Sampler, images, masks, prompts, seeds) -> list:
+    import fcs
+
+    return fcs.inpaint(s.denoiser, images, masks, prompts, seeds, s.config)
+
+
+def _superres(s: Sampler, images, masks, prompts, seeds) -> list:
+    from fcs.superres import superres
+
+    return superres(s.denoiser, images, s.options["scale"], prompts, seeds, s.config, variant=s.options["variant"])
+
+
+def _style(s: Sampler, images, masks, prompts, seeds) -> list:
+    from fcs.style import stylize
+
+    return stylize(s.denoiser, s.clip, images, prompts, tuple(s.options["size"]), seeds, s.config)
+
+
+def _layers(s: Sampler, images, masks, prompts, seeds) -> list:
+    """One item at a time; ``image`` = B; residual_final = RMS of α⊙F + (1−α)⊙B − x in [0, 1] units
+    (no residual before: the starting α = region, F = B = x reconstructs x trivially)."""
+    from fcs.layers import extract_layers, recompose
+    from fcs.run import ItemResult
+    from pipeline.tasks import regions
+
+    out = []
+    for image, mask, seed in zip(images, masks, seeds):
+        started = time.perf_counter()
+        lay = extract_layers(s.denoiser, image, regions(mask), s.config, rounds=s.options["rounds"],
+                             samples=s.options["samples"], seed=seed)
+        rms = float(np.sqrt(np.mean((recompose(lay) - image / 255.0) ** 2)))
+        out.append(ItemResult(
+            image=lay.background, nfe=lay.nfe, residual_init=None, residual_final=rms,
+            sample_s=time.perf_counter() - started, batch_size=1,
+            layers={"foreground": lay.foreground, "alpha": np.round(lay.alpha * 255).astype(np.uint8)}))
+    return out
+
+
+RUNNERS = {"restore": _restore, "superres": _superres, "style": _style, "layers": _layers}
+
+
+def _bytes(pixels: np.ndarray) -> bytes:
+    return np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
 
 
 def _sample_error(exc: BaseException) -> str:

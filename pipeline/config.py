@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from fcs.config import SamplerConfig
+from pipeline.tasks import TASKS, check_options
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -33,7 +34,10 @@ class JobConfig:
         prompt: prompt for rows without a ``prompt`` column value. max_side: larger images are
             error rows. limit: process at most this many pending items (None = all).
         actor_start_timeout_s: fail if the sampler actors (model loaded) are not all up by then.
-        task: name recorded in every output row. sampler: the :class:`fcs.SamplerConfig`.
+        task: restore, superres, style or layers (see :mod:`pipeline.tasks`); recorded in every row.
+        task_options: the task's options (e.g. superres ``scale``); defaults filled in when built.
+        sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the task's
+            paper defaults (superres K=10, lr=0.1; style guidance 3).
     """
 
     input: str
@@ -51,7 +55,8 @@ class JobConfig:
     limit: int | None = None
     actor_start_timeout_s: int = 1800
     task: str = "restore"
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    task_options: dict = field(default_factory=dict)
+    sampler: SamplerConfig | dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("input", "output", "model"):
@@ -75,8 +80,13 @@ class JobConfig:
             _fail("cpus_per_actor", self.cpus_per_actor, "a number >= 0")
         if not isinstance(self.prompt, str):
             _fail("prompt", self.prompt, "a string")
+        if self.task not in TASKS:
+            _fail("task", self.task, f"one of {', '.join(TASKS)}")
+        if not isinstance(self.task_options, dict):
+            _fail("task_options", self.task_options, f"a mapping of {self.task} options")
+        object.__setattr__(self, "task_options", check_options(self.task, self.task_options, self.max_side))
         if isinstance(self.sampler, dict):
-            object.__setattr__(self, "sampler", SamplerConfig.from_dict(self.sampler))
+            object.__setattr__(self, "sampler", SamplerConfig.from_dict({**TASKS[self.task].sampler, **self.sampler}))
         if not isinstance(self.sampler, SamplerConfig):
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 
@@ -89,11 +99,7 @@ class JobConfig:
                 f"unknown job config field(s): {', '.join(sorted(unknown))}; "
                 f"allowed: {', '.join(f.name for f in fields(cls))}"
             )
-        values = dict(values)
-        sampler = values.get("sampler") or {}
-        if not isinstance(sampler, (dict, SamplerConfig)):
-            _fail("sampler", sampler, "a mapping of SamplerConfig fields")
-        values["sampler"] = SamplerConfig.from_dict(sampler) if isinstance(sampler, dict) else sampler
+        values = {**values, "sampler": values.get("sampler") or {}, "task_options": values.get("task_options") or {}}
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -2,7 +2,8 @@
 
     read (Parquet / folder, blocks of batch_size rows, committed ids skipped)
       -> prepare   CPU tasks: read bytes, decode, validate      (pipeline.stages.prepare)
-      -> Sampler   actor pool, one resident model per actor     (pipeline.actor.Sampler)
+      -> Sampler   actor pool, one resident model per actor,    (pipeline.actor.Sampler)
+                   running the job's task (restore, superres, style, layers: pipeline.tasks)
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
       -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
 
@@ -27,6 +28,7 @@ from pipeline.actor import Sampler
 from pipeline.config import JobConfig
 from pipeline.storage import ENDPOINT_ENV, Storage
 from pipeline.summary import summarize
+from pipeline.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +73,22 @@ def run_graph(
 
     ds = sources.read(inputs, done, block_rows=cfg.batch_size, limit=cfg.limit)
     ds = ds.map_batches(stages.prepare, batch_format="pyarrow",
-                        fn_kwargs=dict(storage=inputs.storage, prompt=cfg.prompt, max_side=cfg.max_side))
+                        fn_kwargs=dict(storage=inputs.storage, prompt=cfg.prompt, max_side=cfg.max_side, task=cfg.task,
+                                       options=cfg.task_options))
     ds = ds.map_batches(
         Sampler, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
         num_gpus=res.gpus, num_cpus=res.cpus,
         fn_constructor_kwargs=dict(model=_model_source(cfg.model), sampler=cfg.sampler.to_dict(), device=res.device,
                                    dtype=cfg.dtype, threads=res.threads,
-                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV)),
+                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV), task=cfg.task,
+                                   options=cfg.task_options),
     )
     ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
     # Start only once every actor holds its model (so work spreads over all of them), and fail with a
     # timeout instead of waiting forever for resources that never come.
     ds.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
-    ds.write_datasink(output.ParquetCommitSink(out, run_id))
+    schema = output.LAYERS_SCHEMA if TASKS[cfg.task].layers else output.OUTPUT_SCHEMA
+    ds.write_datasink(output.ParquetCommitSink(out, run_id, schema))
 
 
 def run(cfg: JobConfig) -> dict:
@@ -94,7 +99,7 @@ def run(cfg: JobConfig) -> dict:
 
     started = time.time()
     src, out = Storage.from_uri(cfg.input, cfg.s3_endpoint), Storage.from_uri(cfg.output, cfg.s3_endpoint)
-    inputs = sources.discover(src)
+    inputs = sources.discover(src, mask=TASKS[cfg.task].mask)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     before = output.claim(out, run_id)
     done = output.read_output(out, before, ["id"]).column("id").combine_chunks()
@@ -109,8 +114,8 @@ def run(cfg: JobConfig) -> dict:
             ray.init()
             started += time.time() - init  # cluster start-up is not the job's time
         res = plan_resources(cfg, ray.cluster_resources())
-        log.info("%d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
-                 cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
+        log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
+                 cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
         run_graph(cfg, inputs, done, out, run_id, res)
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))

@@ -49,6 +49,8 @@ OUTPUT_SCHEMA = pa.schema([
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 ])
+# Layer jobs add three PNG columns (null on error): F as RGBA, B as RGB (= image), α as 8-bit greyscale.
+LAYERS_SCHEMA = pa.schema(list(OUTPUT_SCHEMA) + [(name, IMAGE_TYPE) for name in ("foreground", "background", "alpha")])
 METRIC_COLUMNS = [name for name in OUTPUT_SCHEMA.names if name != "image"]
 OWNER = "_fcs/owner"
 
@@ -62,15 +64,17 @@ def committed_files(storage: Storage) -> list[str]:
     return storage.list_files("part-*.parquet")
 
 
-def read_output(storage: Storage, files: list[str] | None = None, columns: list[str] | None = None) -> pa.Table:
-    """The committed rows (all of them, or those in ``files``); ``columns`` defaults to the metrics."""
+def read_output(storage: Storage, files: list[str] | None = None, columns: list[str] | None = None,
+                schema: pa.Schema = OUTPUT_SCHEMA) -> pa.Table:
+    """The committed rows (all of them, or those in ``files``); ``columns`` defaults to the metrics.
+    Reads ``OUTPUT_SCHEMA`` from any task's output (pass ``schema=LAYERS_SCHEMA`` for the layers)."""
     import pyarrow.dataset as pads
 
     files = committed_files(storage) if files is None else files
     columns = METRIC_COLUMNS if columns is None else columns
     if not files:
-        return OUTPUT_SCHEMA.empty_table().select(columns)
-    dataset = pads.dataset(files, schema=OUTPUT_SCHEMA, format="parquet", filesystem=storage.arrow_fs)
+        return schema.empty_table().select(columns)
+    dataset = pads.dataset(files, schema=schema, format="parquet", filesystem=storage.arrow_fs)
     return dataset.to_table(columns=columns)
 
 
@@ -86,16 +90,16 @@ def claim(storage: Storage, run_id: str) -> list[str]:
 
 
 class ParquetCommitSink(Datasink):
-    """Ray Data datasink: each write task commits its rows as one atomic Parquet file."""
+    """Ray Data datasink: each write task commits its rows (cast to ``schema``) as one atomic Parquet file."""
 
-    def __init__(self, storage: Storage, run_id: str) -> None:
-        self.storage, self.run_id = storage, run_id
+    def __init__(self, storage: Storage, run_id: str, schema: pa.Schema = OUTPUT_SCHEMA) -> None:
+        self.storage, self.run_id, self.schema = storage, run_id, schema
 
     def get_name(self) -> str:
         return "WriteCommittedParquet"
 
     def write(self, blocks, ctx) -> list[dict]:
-        tables = [BlockAccessor.for_block(b).to_arrow().cast(OUTPUT_SCHEMA) for b in blocks]
+        tables = [BlockAccessor.for_block(b).to_arrow().cast(self.schema) for b in blocks]
         tables = [t for t in tables if t.num_rows]
         return [commit(self.storage, self.run_id, pa.concat_tables(tables))] if tables else []
 

@@ -1,7 +1,8 @@
 """Input discovery and reading: Parquet shards, or a folder of images and masks matched by file stem.
 
 Parquet shards hold ``id`` (string, unique), ``image`` (bytes, or the Hugging Face struct{bytes, path}),
-``mask`` (bytes or struct, white = regenerate) and optional ``prompt`` / ``seed`` / task columns.
+``mask`` (bytes or struct, white = regenerate; only for the tasks that take one) and optional
+``prompt`` / ``seed`` / task columns.
 A folder holds ``images/<id>.<ext>`` and ``masks/<id>.<ext>``; ids are paths relative to ``images/``
 without the extension, so nested folders work. A mask or image without its partner is still an
 input id: it becomes an error row, never a silent drop.
@@ -33,9 +34,10 @@ class Inputs:
     listing: pa.Table | None = None
 
 
-def discover(storage: Storage) -> Inputs:
+def discover(storage: Storage, mask: bool = True) -> Inputs:
     """Find the input items on the driver, reading only ids. Fails fast (ValueError) on a missing
-    location, no items, null or duplicate ids, or shards without ``id``/``image``/``mask``."""
+    location, no items, null or duplicate ids, or shards without ``id``/``image`` (and ``mask`` when
+    ``mask``: the task needs one)."""
     fs = storage.fs
     if not fs.exists(storage.root):
         raise ValueError(f"input {storage.uri()!r} does not exist")
@@ -49,22 +51,23 @@ def discover(storage: Storage) -> Inputs:
             f"input {storage.uri()!r} has no .parquet shards and no images/ folder; expected Parquet "
             "shards with id, image, mask columns, or images/<id>.png + masks/<id>.png"
         )
-    return _discover_parquet(storage, files)
+    return _discover_parquet(storage, files, ("id", "image", "mask") if mask else ("id", "image"))
 
 
 def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/"))
 
 
-def _discover_parquet(storage: Storage, files: list[str]) -> Inputs:
+def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, ...]) -> Inputs:
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(files, format="parquet", filesystem=storage.arrow_fs)
-    missing = [c for c in ("id", "image", "mask") if c not in dataset.schema.names]
+    missing = [c for c in required if c not in dataset.schema.names]
     if missing:
         raise ValueError(
             f"input shards lack column(s) {', '.join(missing)} (found {', '.join(dataset.schema.names)}); "
-            "required: id (string), image (bytes or struct{bytes, path}), mask (bytes, white = regenerate)"
+            "required: id (string), image (bytes or struct{bytes, path})"
+            + (", mask (bytes, white = regenerate)" if "mask" in required else "")
         )
     ids = dataset.to_table(columns=["id"]).column("id").combine_chunks()
     if ids.null_count:

@@ -13,8 +13,9 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-from pipeline.output import OUTPUT_SCHEMA
+from pipeline.output import LAYERS_SCHEMA, OUTPUT_SCHEMA
 from pipeline.storage import Storage
+from pipeline.tasks import MAX_REGIONS, TASKS, regions
 
 PREPARED_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -44,11 +45,13 @@ def default_seed(item_id: str) -> int:
 
 
 # -- prepare ------------------------------------------------------------------------------------
-def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: int = 2048) -> pa.Table:
+def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: int = 2048, task: str = "restore",
+            options: dict | None = None) -> pa.Table:
     """CPU stage: raw input rows -> decoded, validated rows (``PREPARED_SCHEMA``).
 
     Reads bytes (inline, HF ``{bytes, path}`` structs, or folder paths), decodes the image to uint8
-    RGB (H, W, 3) and the mask to float32 (H, W) in [0, 1], and validates the pair.
+    RGB (H, W, 3) and, for the tasks that take one (restore, layers), the mask to float32 (H, W) in
+    [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`).
     """
     columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
     rows = []
@@ -57,7 +60,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
         row = {"id": item_id, "error": None, "rgb": None, "mask": None, "height": 0, "width": 0,
                "prompt": prompt, "seed": default_seed(item_id)}
         try:
-            row.update(_prepare_item(item_id, {k: v[i] for k, v in columns.items()}, storage, max_side))
+            row.update(_prepare_item({k: v[i] for k, v in columns.items()}, storage, max_side, task, options or {}))
         except ItemError as exc:
             row["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unforeseen failure is still one item's error row
@@ -68,9 +71,8 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     return pa.Table.from_pylist(rows, schema=PREPARED_SCHEMA)
 
 
-def _prepare_item(item_id: str, raw: dict, storage: Storage, max_side: int) -> dict:
-    from fcs.images import to_mask_array, to_rgb_array
-    from fcs.inpaint import check_pair
+def _prepare_item(raw: dict, storage: Storage, max_side: int, task: str, options: dict) -> dict:
+    from fcs.images import to_rgb_array
 
     out = {}
     if raw.get("prompt") is not None:
@@ -81,29 +83,54 @@ def _prepare_item(item_id: str, raw: dict, storage: Storage, max_side: int) -> d
         except (TypeError, ValueError):
             raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not an integer")) from None
     image = _fetch(raw, "image", storage)
-    mask = _fetch(raw, "mask", storage)
+    mask = _fetch(raw, "mask", storage) if TASKS[task].mask else None
     try:
         rgb = to_rgb_array(image)
     except ValueError as exc:
         raise ItemError(one_line("decode", exc)) from None
+    mask_arr = _decode_mask(mask) if mask is not None else None
+    h, w = rgb.shape[:2]
+    scale = options.get("scale", 1) if task == "superres" else 1
+    if max(h, w) * scale > max_side:
+        what = f"image is {w}x{h}" + (f", upscaled x{scale} to {w * scale}x{h * scale}," if scale > 1 else ",")
+        raise ItemError(one_line("validate", f"{what} larger than max_side={max_side}; downscale it or raise max_side"))
+    if mask_arr is not None:
+        _check_mask(mask_arr, rgb, task)
+        out["mask"] = np.ascontiguousarray(mask_arr).tobytes()
+    return {**out, "rgb": np.ascontiguousarray(rgb).tobytes(), "height": h, "width": w}
+
+
+def _decode_mask(mask: bytes) -> np.ndarray:
+    """float32 (H, W) in [0, 1], 1 = regenerate (restore) or object region (layers)."""
+    from fcs.images import to_mask_array
+
     try:
-        mask_arr = to_mask_array(mask).astype(np.float32)
+        return to_mask_array(mask).astype(np.float32)
     except ValueError as exc:
         raise ItemError(one_line("decode", str(exc).replace("cannot decode image", "cannot decode mask", 1))) from None
-    h, w = rgb.shape[:2]
-    if max(h, w) > max_side:
-        raise ItemError(one_line(
-            "validate", f"image is {w}x{h}, larger than max_side={max_side}; downscale it or raise max_side"))
+
+
+def _check_mask(mask_arr: np.ndarray, rgb: np.ndarray, task: str) -> None:
+    """Raise ItemError if the mask does not fit the image or gives ``task`` nothing to do."""
+    from fcs.inpaint import check_pair
+
     try:
         check_pair(rgb, mask_arr)
     except ValueError as exc:
         raise ItemError(one_line("validate", exc)) from None
-    if float(mask_arr.max()) <= 0:
+    h, w = rgb.shape[:2]
+    if task == "layers":
+        parts = len(regions(mask_arr))
+        if not parts:
+            raise ItemError(one_line("validate", f"mask is empty (no white pixels) for {w}x{h} image; layers need the "
+                                                 "rough object region(s) in white, one connected part per object"))
+        if parts > MAX_REGIONS:
+            raise ItemError(one_line("validate", f"mask has {parts} separate white parts, more than {MAX_REGIONS} "
+                                                 "objects; merge them or remove small specks"))
+    elif float(mask_arr.max()) <= 0:
         raise ItemError(one_line(
             "validate", f"mask is empty (all black = keep every pixel) for {w}x{h} image; nothing to restore "
             "(white marks the pixels to regenerate)"))
-    return {**out, "rgb": np.ascontiguousarray(rgb).tobytes(), "mask": np.ascontiguousarray(mask_arr).tobytes(),
-            "height": h, "width": w}
 
 
 def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
@@ -124,24 +151,26 @@ def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
 
 # -- encode -------------------------------------------------------------------------------------
 def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
-    """CPU stage: sampler rows -> output rows (``OUTPUT_SCHEMA``), restored pixels as PNG
-    struct{bytes, path}; the status is ``ok`` exactly when ``image`` is set."""
-    from fcs.images import encode_png
-
+    """CPU stage: sampler rows -> output rows (``OUTPUT_SCHEMA``; ``LAYERS_SCHEMA`` for layers), output
+    pixels as PNG struct{bytes, path} of the output size (``height``, ``width``); the status is ``ok``
+    exactly when ``image`` is set. Layers: ``image`` and ``background`` hold B (RGB), ``foreground``
+    F (RGBA), ``alpha`` α (8-bit greyscale)."""
     cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
     n = batch.num_rows
-    images, errors = [], list(cols["error"])
+    layers = TASKS[task].layers
+    pngs: dict[str, list] = {name: [None] * n for name in (("image",) + (LAYER_PNGS if layers else ()))}
+    errors = list(cols["error"])
     for i, pixels in enumerate(cols.get("out", [None] * n)):
         if errors[i] is not None or pixels is None:
             errors[i] = errors[i] or "sample: no output image"
-            images.append(None)
             continue
         try:
-            rgb = np.frombuffer(pixels, np.uint8).reshape(cols["height"][i], cols["width"][i], 3)
-            images.append({"bytes": encode_png(rgb), "path": f"{cols['id'][i]}.png"})
+            item = _pngs(cols, i, layers)
         except Exception as exc:  # noqa: BLE001
             errors[i] = one_line("encode", f"{type(exc).__name__}: {exc}")
-            images.append(None)
+            continue
+        for name, png in item.items():
+            pngs[name][i] = png
 
     def column(name: str) -> list:
         return cols.get(name, [None] * n)
@@ -150,10 +179,32 @@ def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
         return [None if v is None else dt.datetime.fromtimestamp(v, dt.timezone.utc) for v in column(name)]
 
     data = {
-        "id": cols["id"], "status": ["error" if e else "ok" for e in errors], "error": errors, "image": images,
+        "id": cols["id"], "status": ["error" if e else "ok" for e in errors], "error": errors, "image": pngs["image"],
         **{name: column(name) for name in ("sample_s", "batch_size", "nfe", "residual_init", "residual_final",
                                            "peak_mem_mb", "worker", "node", "device")},
         "model": [model] * n, "task": [task] * n, "seed": column("seed"),
         "started_at": stamp("started_at"), "finished_at": stamp("finished_at"),
+        **{name: pngs[name] for name in pngs if name != "image"},
     }
-    return pa.Table.from_pydict(data, schema=OUTPUT_SCHEMA)
+    return pa.Table.from_pydict(data, schema=LAYERS_SCHEMA if layers else OUTPUT_SCHEMA)
+
+
+LAYER_PNGS = ("foreground", "background", "alpha")
+_CHANNELS = {"out": 3, "foreground": 4, "alpha": 1}
+
+
+def _pngs(cols: dict, i: int, layers: bool) -> dict[str, dict]:
+    """Row i's PNG structs: image (and for layers foreground, background, alpha)."""
+    from fcs.images import encode_png
+
+    item_id, h, w = cols["id"][i], cols["height"][i], cols["width"][i]
+
+    def png(column: str, suffix: str = "") -> dict:
+        shape = (h, w) if _CHANNELS[column] == 1 else (h, w, _CHANNELS[column])
+        return {"bytes": encode_png(np.frombuffer(cols[column][i], np.uint8).reshape(shape)), "path": f"{item_id}{suffix}.png"}
+
+    image = png("out")
+    if not layers:
+        return {"image": image}
+    return {"image": image, "background": {**image, "path": f"{item_id}-background.png"},
+            "foreground": png("foreground", "-foreground"), "alpha": png("alpha", "-alpha")}

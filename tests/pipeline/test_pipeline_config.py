@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import restore
+from jobs.batch import load_yaml
 from pipeline.config import JobConfig
 from pipeline.graph import plan_resources
 
@@ -44,8 +45,8 @@ def test_flags_override_the_config_file(tmp_path):
 
 
 def test_shipped_config_files_are_valid():
-    for name in ("restore.yaml", "demo.yaml"):
-        values = restore._load_yaml(restore.CONFIGS / name)
+    for path in sorted(restore.CONFIGS.glob("*.yaml")):
+        values = load_yaml(path)
         JobConfig.from_dict({"input": "x", "output": "y", **{k: v for k, v in values.items() if k not in ("input", "output")}})
 
 

@@ -1,0 +1,207 @@
+"""What every ``fcs run <task>`` job shares: its flags, its config merging, running it, its exit code.
+
+A job module (``jobs/restore.py``, ``jobs/superres.py``, ...) is a :class:`Job`: the task, one
+sentence for ``--help``, its task-option flags, and what ``--smoke`` sets.
+
+Exit codes: 0 done (error rows included; they are reported), 1 the job failed or ids are missing or
+duplicated in the output, 2 bad configuration or input (nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIGS = Path(__file__).parent / "configs"
+log = logging.getLogger("fcs.jobs")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A task-option flag: ``--scale`` sets ``task_options.scale``; extra goes to ``add_argument``."""
+
+    name: str
+    help: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Job:
+    """task: restore, superres, style or layers. about: the --help description. doc: the job
+    module's docstring (its examples become the --help epilog). options: task-option flags.
+    smoke: task options that --smoke sets unless given. demo: offer --demo (restore)."""
+
+    task: str
+    about: str
+    doc: str
+    options: tuple[Option, ...] = ()
+    smoke: dict = field(default_factory=dict)
+    demo: bool = False
+
+
+COMMON = {"input": "input", "output": "output", "model": "model", "actors": "actors", "batch_size": "batch_size",
+          "s3_endpoint": "s3_endpoint", "prompt": "prompt", "gpus_per_actor": "gpus_per_actor", "device": "device",
+          "dtype": "dtype", "limit": "limit"}
+
+
+def parser(job: Job) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"fcs run {job.task}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description=job.about, epilog=job.doc.split("\n\n", 1)[1])
+    p.add_argument("--input", help="Parquet shards or a folder with images/ (+ masks/) "
+                                   "(path or s3://, gs://, file:// URI)")
+    p.add_argument("--output", help="output folder or prefix (part-*.parquet, _summary.json); reruns resume")
+    p.add_argument("--model", help="hub id, local diffusers folder, or 'tiny' (built-in random-weight model)")
+    p.add_argument("--actors", type=int, help="sampler actors, one resident model each (default 1)")
+    p.add_argument("--batch-size", type=int, help="items per sampler call (default 4)")
+    p.add_argument("--config", type=Path,
+                   help=f"YAML job file (see jobs/configs/{job.task}.yaml); flags override it")
+    p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--steps", type=int, help="S outer DDIM steps (default 20)")
+    p.add_argument("--newton-steps", type=int, help="K inner Newton steps per outer step (default: the task's)")
+    p.add_argument("--prompt", help="prompt for rows without one (default empty)")
+    p.add_argument("--gpus-per-actor", type=float, help="default auto: 1 when the cluster has GPUs, else CPU")
+    p.add_argument("--device", help="torch device for the sampler (default auto)")
+    p.add_argument("--dtype", help="auto (fp16 on CUDA), float32, float16, bfloat16")
+    p.add_argument("--limit", type=int, help="process at most this many pending items")
+    for opt in job.options:
+        p.add_argument(opt.flag, dest=f"option_{opt.name}", help=opt.help, **{"metavar": opt.name.upper(), **opt.extra})
+    if job.demo:
+        p.add_argument("--demo", action="store_true", help="build a demo dataset from sample photos and run it locally")
+    p.add_argument("--smoke", action="store_true", help="one item end to end with few steps (tiny model unless --model)")
+    return p
+
+
+def build_config(job: Job, args: argparse.Namespace):
+    """Defaults < --demo defaults < --config file < flags; validated (field named) before any model work."""
+    from pipeline.config import JobConfig
+
+    demo = getattr(args, "demo", False)
+    values: dict = {}
+    if demo:
+        values.update(load_yaml(CONFIGS / "demo.yaml"))
+    if args.config:
+        values.update(load_yaml(args.config))
+    if values.setdefault("task", job.task) != job.task:
+        raise ValueError(f"config field 'task': the file says {values['task']!r} but this is fcs run {job.task}; "
+                         f"use fcs run {values['task']} or drop the key")
+    values.update({key: getattr(args, flag) for flag, key in COMMON.items() if getattr(args, flag) is not None})
+    options = dict(values.get("task_options") or {})
+    options.update({o.name: getattr(args, f"option_{o.name}") for o in job.options
+                    if getattr(args, f"option_{o.name}") is not None})
+    sampler = dict(values.get("sampler") or {})
+    sampler.update({k: v for k, v in (("steps", args.steps), ("newton_steps", args.newton_steps)) if v is not None})
+    if args.smoke:
+        values.setdefault("model", "tiny")
+        values.setdefault("limit", 1)
+        sampler.update({k: v for k, v in (("steps", 2), ("newton_steps", 1)) if getattr(args, k) is None})
+        options = {**job.smoke, **options}
+    values["sampler"], values["task_options"] = sampler, options
+    if demo or (args.smoke and "input" not in values):
+        values = _demo_values(values, args, smoke=args.smoke)
+    for key in ("input", "output"):
+        if not values.get(key):
+            hint = " (or --demo / --smoke)" if job.demo else " (or --smoke)"
+            raise ValueError(f"config field {key!r}: missing; give --{key} URI{hint}")
+    return JobConfig.from_dict(values)
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read config file {str(path)!r}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of job fields, got {type(data).__name__}")
+    return data
+
+
+def _demo_values(values: dict, args: argparse.Namespace, smoke: bool) -> dict:
+    """Pick the model (real SD if available, else tiny, said clearly), build the demo dataset (for
+    --smoke: one 64x64 photo with a generated mask)."""
+    from pipeline.demo import build_demo_dataset, find_sd_checkpoint
+
+    if "model" not in values:
+        found = None if smoke else find_sd_checkpoint()
+        if found:
+            log.info("demo: using the Stable Diffusion checkpoint %s", found)
+        elif not smoke:
+            log.warning("demo: no Stable Diffusion checkpoint found (set FCS_MODEL to a hub id or folder, or download "
+                        "stable-diffusion-v1-5/stable-diffusion-v1-5 into the Hugging Face cache); FALLING BACK to the "
+                        "built-in tiny random-weight model, so restored regions will be noise, not photos")
+        values["model"] = found or "tiny"
+    real = values["model"] != "tiny"
+    cuda = _cuda()
+    if real and not cuda and args.steps is None and not smoke:
+        log.warning("demo: no GPU here; using steps=10, newton_steps=2 at 256x256 to keep a CPU run to minutes")
+        values["sampler"].update(steps=10, newton_steps=2)
+    size = 512 if real and cuda else 256 if real else 128
+    if smoke:
+        folder = Path(tempfile.mkdtemp(prefix="fcs-smoke-"))
+        values["input"] = str(build_demo_dataset(folder / "input", size=64, limit=1))
+        values.setdefault("output", str(folder / values["task"]))
+    elif not Path(values["input"], "images").exists():
+        build_demo_dataset(values["input"], size=size)
+    return values
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(job: Job, argv: list[str] | None = None) -> int:
+    args = parser(job).parse_args(argv)
+    name = f"fcs run {job.task}"
+    try:
+        cfg = build_config(job, args)
+    except ValueError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    import pipeline
+    from pipeline.summary import format_summary
+
+    demo = getattr(args, "demo", False)
+    if demo and not os.environ.get("RAY_ADDRESS"):
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address="local")  # the demo never joins some other cluster running on this machine
+    try:
+        summary = pipeline.run(cfg)
+    except ValueError as exc:  # bad input location, ids or resources: said before any model work
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the job failed; committed work is kept, a rerun resumes
+        log.error("job failed (%s: %s); committed rows are kept and a rerun resumes", type(exc).__name__, exc,
+                  exc_info=True)
+        return 1
+    print(format_summary(summary))
+    print(f"output: {summary['output']}\nsummary: {summary['summary_uri']}")
+    if demo and not args.smoke:
+        _previews(cfg)
+    complete = summary["pending"] == 0 or cfg.limit is not None
+    return 0 if complete and summary["duplicates"] == 0 else 1
+
+
+def _previews(cfg) -> None:
+    from pipeline.demo import write_previews
+    from pipeline.output import read_output
+    from pipeline.storage import Storage
+
+    preview = Path(cfg.output).parent / "preview"
+    count = write_previews(Path(cfg.input), read_output(Storage.from_uri(cfg.output), columns=["id", "image"]), preview)
+    print(f"previews (masked input | restored): {count} PNG(s) in {preview}"
+          + ("" if cfg.model != "tiny" else "  [tiny random-weight model: the holes hold noise]"))
+    print(f"a rerun resumes and skips restored ids: delete {Path(cfg.output).parent} to start over")
