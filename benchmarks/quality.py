@@ -108,13 +108,14 @@ def metrics(out: torch.Tensor, truth: torch.Tensor, task: str) -> dict:
             "ssim": float(ssim), "known_residual": known}
 
 
-def tune_dps(den, task: str, steps: int) -> float:
-    """Pick ζ by hole PSNR on 16 training digits (never the held-out ones)."""
+def tune_dps(den, method: str, task: str, steps: int) -> float:
+    """Pick ζ for ``method`` (dps or dps-5x, at its own step count) by hole PSNR on 16 training
+    digits (never the held-out ones)."""
     from digits import load_digits_16, split_indices
 
     images, _ = load_digits_16()
     val = images[split_indices()[0][:16]]
-    scores = {z: metrics(run_method(den, "dps", task, val, steps, dps_step=z), val, task)["psnr_hole"] for z in DPS_STEPS}
+    scores = {z: metrics(run_method(den, method, task, val, steps, dps_step=z), val, task)["psnr_hole"] for z in DPS_STEPS}
     return max(scores, key=scores.get)
 
 
@@ -128,7 +129,7 @@ def child(method: str, tasks: list[str], n: int, steps: int) -> dict:
     for task in tasks:
         if method == "replacement" and task == "sr2":
             continue
-        zeta = tune_dps(den, task, steps) if method.startswith("dps") else None
+        zeta = tune_dps(den, method, task, steps) if method.startswith("dps") else None
         start = time.perf_counter()
         out = run_method(den, method, task, truth, steps, dps_step=zeta or 1.0)
         seconds = (time.perf_counter() - start) / n
