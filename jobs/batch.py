@@ -75,7 +75,8 @@ def parser(job: Job) -> argparse.ArgumentParser:
     p.add_argument("--dtype", help="auto (fp16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--limit", type=int, help="process at most this many pending items")
     for opt in job.options:
-        p.add_argument(opt.flag, dest=f"option_{opt.name}", help=opt.help, **{"metavar": opt.name.upper(), **opt.extra})
+        extra = {"metavar": opt.name.upper(), **opt.extra}
+        p.add_argument(opt.flag, dest=f"option_{opt.name}", help=opt.help, **extra)
     if job.demo:
         p.add_argument("--demo", action="store_true", help="build a demo dataset from sample photos and run it locally")
     p.add_argument("--smoke", action="store_true", help="one item end to end with few steps (tiny model unless --model)")

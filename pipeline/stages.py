@@ -201,7 +201,8 @@ def _pngs(cols: dict, i: int, layers: bool) -> dict[str, dict]:
 
     def png(column: str, suffix: str = "") -> dict:
         shape = (h, w) if _CHANNELS[column] == 1 else (h, w, _CHANNELS[column])
-        return {"bytes": encode_png(np.frombuffer(cols[column][i], np.uint8).reshape(shape)), "path": f"{item_id}{suffix}.png"}
+        pixels = np.frombuffer(cols[column][i], np.uint8).reshape(shape)
+        return {"bytes": encode_png(pixels), "path": f"{item_id}{suffix}.png"}
 
     image = png("out")
     if not layers:

@@ -33,11 +33,12 @@ class Task:
     layers: bool = False
 
 
+# Sampler defaults as in fcs: superres.SR_DEFAULTS, style.STYLE_DEFAULTS, extract_layers' config (a test checks).
 TASKS = {
     "restore": Task({}, {}, mask=True),
-    "superres": Task({"scale": 4, "variant": "decoder"}, {"newton_steps": 10, "lr": 0.1}, mask=False),  # fcs.superres.SR_DEFAULTS
-    "style": Task({"clip_model": DEFAULT_CLIP, "size": [512, 512]}, {"guidance_scale": 3.0}, mask=False),  # STYLE_DEFAULTS
-    "layers": Task({"rounds": 3, "samples": 4}, {"newton_steps": 3}, mask=True, layers=True),  # extract_layers' default
+    "superres": Task({"scale": 4, "variant": "decoder"}, {"newton_steps": 10, "lr": 0.1}, mask=False),
+    "style": Task({"clip_model": DEFAULT_CLIP, "size": [512, 512]}, {"guidance_scale": 3.0}, mask=False),
+    "layers": Task({"rounds": 3, "samples": 4}, {"newton_steps": 3}, mask=True, layers=True),
 }
 
 
@@ -73,7 +74,8 @@ def check_options(task: str, options: dict | None, max_side: int | None = None) 
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(spec.options) or "none"
-        raise ValueError(f"config field 'task_options.{unknown[0]}': not an option of task {task!r} (allowed: {allowed})")
+        raise ValueError(f"config field 'task_options.{unknown[0]}': not an option of task {task!r} "
+                         f"(allowed: {allowed})")
     out = {**spec.options, **options}
     if "size" in out:  # one number = a square; [n] from a command line too
         size = list(out["size"]) if isinstance(out["size"], (list, tuple)) else [out["size"]]

@@ -1,0 +1,184 @@
+"""Issue 5, acceptance 5: the superres, style and layers jobs run end to end on the local Ray cluster
+through the restore job's graph and write one row per id (a bad item becomes an error row); task
+options are validated by name before any Ray work; the per-task stages work without Ray."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+import pipeline
+from jobs import batch, layers, style, superres
+from pipeline.actor import RUNNERS, Sampler
+from pipeline.config import JobConfig
+from pipeline.output import LAYERS_SCHEMA, read_output
+from pipeline.stages import prepare
+from pipeline.storage import Storage
+from pipeline.tasks import MAX_REGIONS, TASKS, regions
+from pipeline_testdata import FAST, assert_exactly_once, photo, png, read_rows, write_shards
+
+FAST_FLAGS = ["--steps", "2", "--newton-steps", "1", "--batch-size", "2"]
+
+
+def _decode(struct: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(struct["bytes"])))
+
+
+def _two_objects(h: int = 48, w: int = 48) -> np.ndarray:
+    """uint8 mask (H, W): two separate white boxes (two objects)."""
+    m = np.zeros((h, w), np.uint8)
+    m[4:18, 6:20] = 255
+    m[26:44, 24:44] = 255
+    return m
+
+
+def _run(job, tmp_path, rows: list[dict], *flags: str) -> tuple[pa.Table, dict]:
+    write_shards(tmp_path / "in", rows, per_shard=3)
+    out = tmp_path / "out"
+    assert job.main(["--input", str(tmp_path / "in"), "--output", str(out), *FAST_FLAGS, *flags]) == 0
+    table = read_rows(str(out))
+    assert_exactly_once(table, [r["id"] for r in rows])
+    return table, json.loads((out / "_summary.json").read_text())
+
+
+def test_superres_job_upscales_every_item_once(ray_address, tmp_path):
+    sizes = {"square": (32, 32), "wide": (24, 40), "odd": (20, 28)}
+    rows = [{"id": k, "image": png(photo(h, w, seed=i))} for i, (k, (h, w)) in enumerate(sizes.items())]
+    rows.append({"id": "corrupt", "image": b"not an image"})  # no mask column at all: superres needs none
+    table, summary = _run(superres, tmp_path, rows, "--scale", "2")
+    got = {r["id"]: r for r in table.to_pylist()}
+    for key, (h, w) in sizes.items():
+        assert got[key]["status"] == "ok", got[key]["error"]
+        assert _decode(got[key]["image"]).shape == (2 * h, 2 * w, 3)
+        assert got[key]["task"] == "superres" and got[key]["nfe"] > 0
+    assert got["corrupt"]["status"] == "error" and got["corrupt"]["error"].startswith("decode: cannot decode image")
+    assert summary["config"]["task_options"] == {"scale": 2, "variant": "decoder"}
+    assert summary["config"]["sampler"]["lr"] == 0.1  # the paper's super-resolution lr, K from the flag
+
+
+def test_style_job_generates_one_image_per_reference(ray_address, tmp_path):
+    rows = [{"id": "a", "image": png(photo(40, 40)), "prompt": "a red door"},
+            {"id": "b", "image": png(photo(24, 56, seed=1)), "prompt": None},  # takes --prompt
+            {"id": "corrupt", "image": b"\x89PNG garbage", "prompt": "x"}]
+    table, summary = _run(style, tmp_path, rows, "--clip-model", "tiny-clip", "--size", "32", "48",
+                          "--prompt", "a house")
+    got = {r["id"]: r for r in table.to_pylist()}
+    for key in ("a", "b"):
+        assert got[key]["status"] == "ok", got[key]["error"]
+        assert _decode(got[key]["image"]).shape == (32, 48, 3) and got[key]["task"] == "style"
+    assert got["corrupt"]["error"].startswith("decode: cannot decode image")
+    assert summary["config"]["sampler"]["guidance_scale"] == 3.0
+
+
+def test_layers_job_writes_foreground_background_alpha(ray_address, tmp_path):
+    one_box = np.pad(np.full((16, 16), 255, np.uint8), 16)
+    rows = [{"id": "two", "image": png(photo(48, 48)), "mask": png(_two_objects())},
+            {"id": "one", "image": png(photo(48, 48, seed=1)), "mask": png(one_box)},
+            {"id": "empty", "image": png(photo(48, 48)), "mask": png(np.zeros((48, 48), np.uint8))}]
+    cfg = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), task="layers", batch_size=2,
+                    task_options={"rounds": 2, "samples": 2}, sampler=FAST)
+    write_shards(tmp_path / "in", rows)
+    summary = pipeline.run(cfg)  # the library entry point this time, not the CLI
+    assert (summary["ok"], summary["error"], summary["pending"], summary["duplicates"]) == (2, 1, 0, 0)
+    assert_exactly_once(read_rows(cfg.output), ["two", "one", "empty"])  # the contract's columns still read
+    table = read_output(Storage.from_uri(cfg.output), columns=LAYERS_SCHEMA.names, schema=LAYERS_SCHEMA)
+    got = {r["id"]: r for r in table.to_pylist()}
+    for key in ("two", "one"):
+        row = got[key]
+        assert row["status"] == "ok", row["error"]
+        fg, bg, alpha = _decode(row["foreground"]), _decode(row["background"]), _decode(row["alpha"])
+        assert (fg.shape, bg.shape, alpha.shape) == ((48, 48, 4), (48, 48, 3), (48, 48))
+        assert np.array_equal(_decode(row["image"]), bg) and np.array_equal(fg[..., 3], alpha)
+        a = alpha[..., None] / 255.0
+        recomposed = a * fg[..., :3] / 255.0 + (1 - a) * bg / 255.0
+        original = photo(48, 48, seed=0 if key == "two" else 1) / 255.0
+        assert np.abs(recomposed - original).mean() < 0.02  # 8-bit F and α; exact up to rounding
+        assert row["residual_final"] < 0.05 and row["batch_size"] == 1
+    assert got["empty"]["status"] == "error" and got["empty"]["error"].startswith("validate: mask is empty")
+    assert got["empty"]["foreground"] is None
+
+
+@pytest.mark.parametrize("task, options, field", [
+    ("superres", {"scale": 3}, "task_options.scale"), ("superres", {"variant": "magic"}, "task_options.variant"),
+    ("superres", {"rounds": 2}, "task_options.rounds"), ("restore", {"scale": 2}, "task_options.scale"),
+    ("style", {"size": [30, 32]}, "task_options.size"), ("style", {"size": 4096}, "task_options.size"),
+    ("style", {"clip_model": ""}, "task_options.clip_model"), ("layers", {"samples": 1}, "task_options.samples"),
+    ("layers", {"rounds": 0}, "task_options.rounds"), ("upscale", {}, "task"),
+])
+def test_bad_task_options_name_their_field(task, options, field):
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        JobConfig.from_dict({"input": "in", "output": "out", "task": task, "task_options": options})
+
+
+def test_cli_task_errors_exit_2_before_any_work(tmp_path, capsys):
+    assert superres.main(["--input", "a", "--output", "b", "--scale", "3"]) == 2
+    assert "'task_options.scale': got 3, expected one of 2, 4, 8" in capsys.readouterr().err
+    path = tmp_path / "job.yaml"
+    path.write_text("task: style\ninput: a\noutput: b\n")
+    assert superres.main(["--config", str(path)]) == 2
+    assert "config field 'task'" in capsys.readouterr().err
+
+
+def test_flags_file_and_smoke_set_task_options(tmp_path):
+    def cfg(job, *argv: str) -> JobConfig:
+        return batch.build_config(job.JOB, batch.parser(job.JOB).parse_args(["--input", "x", "--output", "y", *argv]))
+
+    assert cfg(layers, "--smoke", "--rounds", "4").task_options == {"rounds": 4, "samples": 2}
+    assert cfg(style, "--smoke").task_options == {"clip_model": "tiny-clip", "size": [64, 64]}
+    path = tmp_path / "job.yaml"
+    path.write_text("task_options:\n  scale: 8\nsampler:\n  steps: 3\n")
+    got = cfg(superres, "--config", str(path), "--variant", "encoder")
+    assert (got.task, got.task_options, got.sampler.steps, got.sampler.newton_steps) == (
+        "superres", {"scale": 8, "variant": "encoder"}, 3, 10)
+
+
+def test_task_defaults_follow_the_library():
+    from fcs import SamplerConfig
+    from fcs.layers import extract_layers
+    from fcs.style import STYLE_DEFAULTS
+    from fcs.superres import SR_DEFAULTS
+
+    def cfg(task: str, **sampler) -> SamplerConfig:
+        return JobConfig(input="i", output="o", task=task, sampler=sampler).sampler
+
+    assert cfg("superres") == SR_DEFAULTS and cfg("style") == STYLE_DEFAULTS and cfg("restore") == SamplerConfig()
+    assert cfg("layers") == inspect.signature(extract_layers).parameters["config"].default
+    assert cfg("superres", newton_steps=2).newton_steps == 2  # the user's values win
+    assert JobConfig(input="i", output="o", task="style", task_options={"size": 64}).task_options["size"] == [64, 64]
+    assert set(RUNNERS) == set(TASKS)
+
+
+def test_prepare_follows_the_task(tmp_path):
+    def prep(rows, task, **options):
+        table = prepare(pa.Table.from_pylist(rows), storage=Storage.from_uri(str(tmp_path)), max_side=128, task=task,
+                        options=options)
+        return {r["id"]: r for r in table.to_pylist()}
+
+    out = prep([{"id": "a", "image": png(photo(32, 32)), "mask": None}, {"id": "big", "image": png(photo(40, 40))}],
+               "superres", scale=4)
+    assert out["a"]["error"] is None and out["a"]["mask"] is None
+    assert out["big"]["error"].startswith("validate: image is 40x40, upscaled x4 to 160x160, larger than max_side=128")
+    specks = np.zeros((48, 48), np.uint8)
+    specks[::4, ::4] = 255
+    out = prep([{"id": "specks", "image": png(photo(48, 48)), "mask": png(specks)},
+                {"id": "none", "image": png(photo(48, 48)), "mask": None}], "layers")
+    assert out["specks"]["error"].startswith(f"validate: mask has 144 separate white parts, more than {MAX_REGIONS}")
+    assert out["none"]["error"].startswith("read: mask is missing")
+    parts = regions(_two_objects() / 255.0)
+    assert [int(p.sum()) for p in parts] == [18 * 20, 14 * 14]  # largest first
+
+
+def test_sampler_actor_runs_superres_without_ray(model_dirs, device, tmp_path):
+    sampler = Sampler(str(model_dirs["tiny"]), FAST, device=device, dtype="float32", task="superres",
+                      options={"scale": 2})
+    table = prepare(pa.Table.from_pylist([{"id": "a", "image": png(photo(24, 40))}, {"id": "bad", "image": b"x"}]),
+                    storage=Storage.from_uri(str(tmp_path)), task="superres", options=sampler.options)
+    out = sampler({name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
+    assert (out["height"][0], out["width"][0]) == (48, 80) and len(out["out"][0]) == 48 * 80 * 3
+    assert out["error"][1].startswith("decode:") and out["out"][1] is None
