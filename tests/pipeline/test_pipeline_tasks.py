@@ -104,6 +104,12 @@ def test_layers_job_writes_foreground_background_alpha(ray_address, tmp_path):
     assert got["empty"]["foreground"] is None
 
 
+def test_smoke_runs_one_item_end_to_end(ray_address, tmp_path, capsys):
+    """--smoke builds its own one-photo dataset (the other jobs' smoke options are checked below)."""
+    assert layers.main(["--smoke", "--output", str(tmp_path / "out")]) == 0
+    assert "1 ok, 0 error" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("task, options, field", [
     ("superres", {"scale": 3}, "task_options.scale"), ("superres", {"variant": "magic"}, "task_options.variant"),
     ("superres", {"rounds": 2}, "task_options.rounds"), ("restore", {"scale": 2}, "task_options.scale"),
