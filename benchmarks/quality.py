@@ -149,9 +149,16 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--merge", action="store_true", help="keep other methods' rows from the last results file")
+    parser.add_argument("--render", action="store_true", help="only rewrite quality.md from quality.json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     tasks = args.tasks.split(",")
+    if args.render:
+        data = json.loads((RESULTS / "quality.json").read_text())
+        md = markdown(data["rows"], data["n"], data["steps"])
+        (RESULTS / "quality.md").write_text(md)
+        print(md)
+        return
     if args.child:
         print(json.dumps(child(args.child, tasks, args.n, args.steps)))
         return
@@ -179,8 +186,22 @@ def main() -> None:
     print(md)
 
 
+def pivot(rows: list[dict], key: str = "psnr_hole") -> list[str]:
+    """A task × method table of one metric (the README's summary)."""
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    lines = ["| task | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for task in TASKS:
+        cells = {r["method"]: r[key] for r in rows if r["task"] == task}
+        if cells:
+            lines.append(f"| {task} | " + " | ".join(f"{cells[m]:.2f}" if m in cells else "n/a" for m in methods) + " |")
+    return lines
+
+
 def markdown(rows: list[dict], n: int, steps: int) -> str:
     lines = [f"### Quality on {n} held-out digits (reference model, S={steps})", "",
+             "PSNR (dB) inside the hole (whole image for sr2), by task and method:", "", *pivot(rows), "",
+             "All metrics (s/item and peak MB come from a shared, busy machine: compare costs with "
+             "benchmarks/cost_sd.py, not with this column):", "",
              "| task | method | PSNR | PSNR hole | SSIM | known residual | s/item | peak MB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
