@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 METHODS = ("newton", "dps", "replacement", "ddim")
@@ -24,7 +24,9 @@ class SamplerConfig:
         method: one of newton, dps, replacement, ddim.
         steps: S outer DDIM steps. newton_steps: K inner Newton iterations per step.
         lr: Newton step size, a float or K floats; None = linspace(0.5, 0.1, K).
-        h: finite-difference step (units of max|e|). jacobian: "fd" or "jvp" (exact, fp16-safe).
+        h: finite-difference step (units of max|e|). jacobian: "fd" (finite difference, the paper's),
+            "jvp" (exact forward-mode), or "auto" (fd for fp32 models, jvp for fp16/bf16 ones, where a
+            step of h is lost to rounding: measured 35 % / 300 % error vs 0.1 % in fp32).
         tol: per-item early stop of the inner loop once the residual is <= tol (None = off).
         eta: DDIM noise (0 = deterministic given the seed). dps_step_size: ζ for DPS.
         guidance_scale: classifier-free guidance (1 = off, one UNet pass per forward).
@@ -36,14 +38,13 @@ class SamplerConfig:
     newton_steps: int = 5
     lr: float | tuple[float, ...] | None = None
     h: float = 0.005
-    jacobian: str = "fd"
+    jacobian: str = "auto"
     tol: float | None = None
     eta: float = 0.0
     dps_step_size: float = 1.0
     guidance_scale: float = 1.0
     composite: bool = True
     feather: int = 2
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -64,8 +65,8 @@ class SamplerConfig:
             _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
         if not 0 < self.h < 1:
             _fail("h", self.h, "a float in (0, 1)")
-        if self.jacobian not in ("fd", "jvp"):
-            _fail("jacobian", self.jacobian, "'fd' or 'jvp'")
+        if self.jacobian not in ("auto", "fd", "jvp"):
+            _fail("jacobian", self.jacobian, "'auto', 'fd' or 'jvp'")
         if self.tol is not None and self.tol < 0:
             _fail("tol", self.tol, "None or a float >= 0")
         if not 0 <= self.eta <= 1:

@@ -28,7 +28,8 @@ def _inpaint_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=20, help="S outer DDIM steps")
     p.add_argument("--newton-steps", type=int, default=5, help="K inner Newton steps per outer step")
     p.add_argument("--method", default="newton", choices=["newton", "dps", "replacement", "ddim"])
-    p.add_argument("--jacobian", default="fd", choices=["fd", "jvp"])
+    p.add_argument("--jacobian", default="auto", choices=["auto", "fd", "jvp"],
+                   help="J·e: auto = finite difference in fp32, exact JVP in fp16/bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance-scale", type=float, default=1.0)
     p.add_argument("--no-composite", action="store_true", help="do not paste the original kept pixels back")

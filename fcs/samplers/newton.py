@@ -25,6 +25,8 @@ from fcs.samplers.common import SampleResult, ddim_step, progress, residual_of, 
 
 def learning_rates(newton_steps: int, lr: float | Sequence[float] | None) -> list[float]:
     """The paper's default lr = linspace(0.5, 0.1, K); a float gives a constant schedule."""
+    if newton_steps == 0:
+        return []
     if lr is None:
         return torch.linspace(0.5, 0.1, newton_steps).tolist() if newton_steps > 1 else [0.5]
     if isinstance(lr, (int, float)):
@@ -61,7 +63,7 @@ def newton(
     newton_steps: int = 5,
     lr: float | Sequence[float] | None = None,
     h: float = 0.005,
-    jacobian: str = "fd",
+    jacobian: str = "auto",
     tol: float | None = None,
     start: int = 0,
     stop: int | None = None,
@@ -75,14 +77,21 @@ def newton(
         cond: text embeddings (B, L, D) or None.
         steps: S outer DDIM steps; eta: DDIM noise; gens: per-item generators (needed if eta > 0).
         newton_steps: K inner iterations per outer step; lr: their step sizes; h: FD step.
-        jacobian: "fd" (finite difference, the paper's) or "jvp" (exact forward-mode, fp16-safe).
+        jacobian: "fd" (finite difference, the paper's), "jvp" (exact forward-mode), or "auto": fd
+            for fp32 models, jvp for fp16/bf16 ones (a step of h drowns in half-precision rounding).
         tol: per-item early stop: an item skips the inner iterations while its residual <= tol.
         start, stop: run only outer steps [start, stop); ``noise`` is then x_t at step ``start`` and,
             when stopping early, ``extras["x_t"]`` holds x_t for step ``stop`` (for branching several
             cheap completions from one shared intermediate sample).
     """
-    if jacobian not in ("fd", "jvp"):
-        raise ValueError(f"jacobian must be 'fd' or 'jvp', got {jacobian!r}")
+    if jacobian not in ("auto", "fd", "jvp"):
+        raise ValueError(f"jacobian must be 'auto', 'fd' or 'jvp', got {jacobian!r}")
+    if jacobian == "auto":
+        jacobian = "fd" if denoiser.dtype == torch.float32 else "jvp"
+    n_steps = len(steps_with_prev(denoiser, steps))
+    stop = n_steps if stop is None else stop
+    if not 0 <= start < stop <= n_steps:
+        raise ValueError(f"need 0 <= start < stop <= {n_steps} outer steps, got start={start}, stop={stop}")
     lrs = learning_rates(newton_steps, lr)
     x = noise.to(denoiser.device, torch.float32).clone()
     nfe = torch.zeros(x.shape[0], dtype=torch.long)
