@@ -13,7 +13,6 @@ from PIL import Image
 from fcs.images import (
     composite,
     encode_png,
-    feathered,
     open_image,
     pad_to_multiple,
     rgb_to_tensor,
@@ -169,9 +168,31 @@ def test_composite_keeps_zero_mask_pixels_and_fills_the_hole():
     np.testing.assert_array_equal(composite(original, generated, mask, 0)[mask == 1], generated[mask == 1])
 
 
-def test_feathered_weight_is_zero_outside_and_bounded_by_the_mask():
-    mask = np.zeros((16, 16))
-    mask[4:12, 4:12] = 1.0
-    weight = feathered(mask, 4)
-    assert (weight[mask == 0] == 0).all()
-    assert (weight <= mask).all() and (weight[mask == 1] >= 0.5).all()
+def test_composite_removes_a_thin_scratch_completely():
+    """A 1-px scratch of damage (255) in flat grey: the output there follows the generated pixel
+    (here equal to the surroundings), with no share of the old damage left."""
+    original = np.full((20, 20, 3), 100, np.uint8)
+    original[:, 10] = 255  # the scratch
+    generated = np.full((20, 20, 3), 100, np.uint8)
+    mask = np.zeros((20, 20))
+    mask[:, 10] = 1.0
+    for feather in (0, 2, 4):
+        out = composite(original, generated, mask, feather)
+        assert np.abs(out[:, 10].astype(int) - 100).max() <= 1, feather
+        np.testing.assert_array_equal(out[mask == 0], original[mask == 0])
+
+
+def test_composite_hides_the_seam_of_a_colour_offset():
+    """Generated = original + 40 everywhere (a typical colour drift): without the seam offset the
+    border jumps by 40; with it the hole meets the kept pixels, and deep inside stays generated."""
+    rng = np.random.default_rng(3)
+    original = rng.integers(60, 120, (40, 40, 3)).astype(np.uint8)
+    generated = (original.astype(int) + 40).astype(np.uint8)
+    mask = np.zeros((40, 40))
+    mask[10:30, 10:30] = 1.0
+    hard = composite(original, generated, mask, 0)
+    soft = composite(original, generated, mask, 3)
+    step = lambda out: out[10:30, 10].astype(float).mean() - out[10:30, 9].astype(float).mean()  # noqa: E731
+    assert step(hard) > 30  # the mean jump across the left border (texture averages out)
+    assert abs(step(soft)) < step(hard) / 3
+    np.testing.assert_array_equal(soft[17:23, 17:23], generated[17:23, 17:23])
