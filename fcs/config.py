@@ -30,7 +30,8 @@ class SamplerConfig:
         tol: per-item early stop of the inner loop once the residual is <= tol (None = off).
         eta: DDIM noise (0 = deterministic given the seed). dps_step_size: ζ for DPS.
         guidance_scale: classifier-free guidance (1 = off, one UNet pass per forward).
-        composite: paste the original kept pixels back; feather: soft-edge width in pixels.
+        composite: paste the original kept pixels back; feather: width (pixels) of the seam offset
+            that blends the hole into the kept pixels (0 = hard paste); see fcs.images.composite.
     """
 
     method: str = "newton"
