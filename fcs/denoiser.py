@@ -52,6 +52,13 @@ class Denoiser:
         for module in (unet, vae, text_encoder):
             if module is not None:
                 module.requires_grad_(False).eval()
+        if vae is not None and unet.config.in_channels != vae.config.latent_channels:
+            raise ValueError(
+                f"the UNet takes {unet.config.in_channels} input channels but the VAE makes "
+                f"{vae.config.latent_channels}: an inpainting-finetuned UNet? fcs needs none; load the base model")
+        if getattr(unet.config, "addition_embed_type", None):
+            raise ValueError(f"UNets with addition_embed_type={unet.config.addition_embed_type!r} (SDXL-style) "
+                             "are not supported yet; use an SD 1.x/2.x-style checkpoint")
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond: Tensor | None = None
         self._math_attention = False

@@ -60,6 +60,7 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
 
     Returns (N, 3, H, W) in [0, 1] and the UNet forwards spent.
     """
+    denoiser = denoiser.with_guidance(config.guidance_scale)
     constraint = LatentInpaint.from_pixels(denoiser, image, hide)
     opts = {k: v for k, v in config.sampler_options().items() if k != "tol"}
     cond = denoiser.encode_prompt([""])

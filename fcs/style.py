@@ -34,8 +34,8 @@ def stylize(
     """
     n = len(prompts)
     seeds = list(seeds) if seeds is not None else list(range(n))
-    if len(references) != n:
-        raise ValueError(f"got {len(references)} references for {n} prompts")
+    if not (len(references) == len(seeds) == n):
+        raise ValueError(f"got {len(references)} references and {len(seeds)} seeds for {n} prompts; give one of each")
     h, w = size
     if h % denoiser.size_multiple or w % denoiser.size_multiple:
         raise ValueError(f"size {size} must be a multiple of {denoiser.size_multiple} for this model")

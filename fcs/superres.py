@@ -41,6 +41,8 @@ def superres(
     n = len(images)
     prompts = list(prompts) if prompts is not None else [""] * n
     seeds = list(seeds) if seeds is not None else list(range(n))
+    if not (len(prompts) == len(seeds) == n):
+        raise ValueError(f"got {n} images, {len(prompts)} prompts and {len(seeds)} seeds; give one of each per image")
     results: list[ItemResult | None] = [None] * n
     for idx in group_by_size(images):
         h, w = images[idx[0]].shape[:2]

@@ -8,8 +8,10 @@ text encoder + tokenizer + DDIM scheduler) and a pixel-space model (UNet2DModel 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -22,6 +24,14 @@ _SCHEDULER = dict(
     set_alpha_to_one=False,
     steps_offset=1,
 )
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seeded weights without touching the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -56,11 +66,14 @@ def build_tiny_sd(path: str | Path, prediction_type: str = "epsilon", seed: int 
 
     Latents have 4 channels at 1/8 of the image size, as in SD 1.x/2.x.
     """
+    with _seeded(seed):
+        return _write_tiny_sd(Path(path), prediction_type)
+
+
+def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    path = Path(path)
-    torch.manual_seed(seed)  # weights only; sampling never touches the global generator
     unet = UNet2DConditionModel(
         sample_size=8,
         block_out_channels=(32, 64),
@@ -105,18 +118,10 @@ def build_tiny_sd(path: str | Path, prediction_type: str = "epsilon", seed: int 
     return path
 
 
-def build_tiny_sd_v(path: str | Path, seed: int = 0) -> Path:
-    """The tiny SD model with a v-prediction scheduler (SD 2.x style)."""
-    return build_tiny_sd(path, prediction_type="v_prediction", seed=seed)
+def _tiny_pixel_unet(sample_size: int):
+    from diffusers import UNet2DModel
 
-
-def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> Path:
-    """Write a tiny random-weight pixel-space ``UNet2DModel`` checkpoint (3 channels) to ``path``."""
-    from diffusers import DDIMScheduler, UNet2DModel
-
-    path = Path(path)
-    torch.manual_seed(seed)
-    unet = UNet2DModel(
+    return UNet2DModel(
         sample_size=sample_size,
         in_channels=3,
         out_channels=3,
@@ -126,6 +131,20 @@ def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> 
         up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=8,
     )
+
+
+def build_tiny_sd_v(path: str | Path, seed: int = 0) -> Path:
+    """The tiny SD model with a v-prediction scheduler (SD 2.x style)."""
+    return build_tiny_sd(path, prediction_type="v_prediction", seed=seed)
+
+
+def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> Path:
+    """Write a tiny random-weight pixel-space ``UNet2DModel`` checkpoint (3 channels) to ``path``."""
+    from diffusers import DDIMScheduler
+
+    path = Path(path)
+    with _seeded(seed):
+        unet = _tiny_pixel_unet(sample_size)
     unet.save_pretrained(path / "unet", safe_serialization=True)
     DDIMScheduler(**{**_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}).save_pretrained(
         path / "scheduler"
@@ -153,8 +172,9 @@ def build_tiny_clip_vision(path: str | Path, seed: int = 0) -> Path:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     path = Path(path)
-    torch.manual_seed(seed)
     config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=4,
                               image_size=32, patch_size=4)
-    CLIPVisionModel(config).save_pretrained(path, safe_serialization=True)
+    with _seeded(seed):
+        model = CLIPVisionModel(config)
+    model.save_pretrained(path, safe_serialization=True)
     return path

@@ -33,8 +33,9 @@ class Case:
 
     data(den, x0) -> dict of per-item tensors (first dim B) that ``x0`` satisfies;
     build(den, data) -> the Constraint; solution(constraint, x0) -> the point of zero residual
-    (default: x0 itself). ``model``: the denoiser fixture. ``exact_error``: the error vector
-    vanishes at the solution (not for encoder round trips through a random VAE, where E ≠ D⁻¹).
+    (default: x0 itself). ``model``: the denoiser fixture. ``exact_error``: the error vector is
+    checked to vanish at the solution and to descend; both need E = D⁻¹, which a random-weight VAE
+    is not (encoder round trips there are only checked for shape, finiteness and batch invariance).
     """
 
     name: str
@@ -167,6 +168,8 @@ def test_error_shape_finite_and_residual_positive_away_from_the_solution(case):
 def test_error_points_toward_the_constraint(case):
     """A small step along e lowers every item's residual."""
     c, den, x0_sol, data, constraint = case
+    if not c.exact_error:
+        pytest.skip("an encoder round trip through a random-weight VAE gives no descent guarantee")
     x0 = _away(x0_sol)
     e, r = constraint.error(x0)
     step = 0.1 if c.cls is LatentInpaint else 1e-2

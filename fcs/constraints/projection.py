@@ -1,8 +1,8 @@
 """Decoder-free pixel constraints: map a pixel-space correction to model space with VAE forwards.
 
-e = E(P(D(x̂0))) − x̂0, where P moves the decoded image toward the constraint. Only forward passes
-(decode, then encode), never a backward pass, so it runs where autograd through the VAE is too
-costly; the price is the encoder's approximation error.
+e = E(P(D(x̂0))) − E(D(x̂0)), where P moves the decoded image toward the constraint: zero when the
+constraint holds, and free of the VAE round-trip bias E(D(x̂0)) − x̂0. Only forward passes (one
+decode, two encodes), never a backward pass; the price is the encoder's approximation error.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class ProjectedConstraint(Constraint):
     @torch.no_grad()
     def error(self, x0: Tensor) -> tuple[Tensor, Tensor]:
         decoded = self.decode(x0)
-        return self.encode(self.project(decoded)) - x0.float(), self.residual_fn(decoded).detach()
+        both = self.encode(torch.cat([self.project(decoded), decoded]))
+        corrected, current = both.chunk(2)
+        return corrected - current, self.residual_fn(decoded).detach()
 
 
 class EncoderSuperResolution(ProjectedConstraint):
@@ -52,6 +54,6 @@ class EncoderSuperResolution(ProjectedConstraint):
 
         def project(img: Tensor) -> Tensor:
             up = F.interpolate(low_res - downsample(img, self.scale), scale_factor=self.scale, mode="bicubic")
-            return (img + up).clamp(0, 1)
+            return img + up
 
         super().__init__(decode, encode, project, lambda img: _rms(downsample(img, self.scale) - low_res))

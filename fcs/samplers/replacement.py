@@ -34,7 +34,7 @@ def replacement(
     if not hasattr(constraint, "known") or not hasattr(constraint, "target"):
         raise TypeError(f"replacement needs an inpainting constraint with known/target, got {type(constraint).__name__}")
     if gens is None:
-        gens = _noise.generators(range(noise.shape[0]))
+        raise ValueError("replacement needs per-item generators (gens) for the known-region noise")
     known, y = constraint.known, constraint.target
     x = noise.to(denoiser.device, torch.float32).clone()
     nfe = torch.zeros(x.shape[0], dtype=torch.long)
