@@ -63,8 +63,10 @@ class JobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _fail(name, value, "a non-empty string (a path or URI)")
-        if self.input.rstrip("/") == self.output.rstrip("/"):
-            _fail("output", self.output, "a location different from input")
+        src, dst = self.input.rstrip("/"), self.output.rstrip("/")
+        if src == dst or dst.startswith(src + "/") or src.startswith(dst + "/"):
+            _fail("output", self.output, "a location neither equal to, inside, nor containing the input (a rerun "
+                  "would read its own output as input)")
         for name in ("actors", "batch_size", "max_side", "actor_start_timeout_s"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:

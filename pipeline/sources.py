@@ -72,6 +72,8 @@ def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, .
     ids = dataset.to_table(columns=["id"]).column("id").combine_chunks()
     if ids.null_count:
         raise ValueError(f"input has {ids.null_count} row(s) with a null id; every row needs a unique string id")
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type) or pa.types.is_integer(ids.type)):
+        raise ValueError(f"input column id has type {ids.type}; use strings (or integers), which map to one id each")
     return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files)
 
 

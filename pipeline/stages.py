@@ -54,9 +54,10 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`).
     """
     columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
+    columns["id"] = batch.column("id").cast(pa.string()).to_pylist()  # the same ids discovery and resume use
     rows = []
     for i in range(batch.num_rows):
-        item_id = str(columns["id"][i])
+        item_id = columns["id"][i]
         row = {"id": item_id, "error": None, "rgb": None, "mask": None, "height": 0, "width": 0,
                "prompt": prompt, "seed": default_seed(item_id)}
         try:
@@ -80,8 +81,10 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: str, options
     if raw.get("seed") is not None:
         try:
             out["seed"] = int(raw["seed"])
+            if not -(2**63) <= out["seed"] < 2**63:
+                raise ValueError
         except (TypeError, ValueError):
-            raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not an integer")) from None
+            raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not a 64-bit integer")) from None
     image = _fetch(raw, "image", storage)
     mask = _fetch(raw, "mask", storage) if TASKS[task].mask else None
     try:

@@ -81,3 +81,10 @@ def test_plan_resources(cluster, kw, expect):
 def test_missing_gpus_fail_fast(cluster, kw):
     with pytest.raises(ValueError, match="need .* GPU"):
         plan_resources(_cfg(**kw), cluster)
+
+
+@pytest.mark.parametrize("inp, out", [("s3://b/data", "s3://b/data/out"), ("/tmp/x/out", "/tmp/x"), ("a/", "a")])
+def test_output_inside_or_around_the_input_is_rejected(inp, out):
+    """A rerun would read its own part-*.parquet files as input shards."""
+    with pytest.raises(ValueError, match="'output'"):
+        JobConfig(input=inp, output=out)

@@ -28,6 +28,7 @@ def test_single_shard_file(tmp_path):
     ([{"id": "a", "image": b"x", "mask": b"y"}, {"id": "a", "image": b"x", "mask": b"y"}], "ids must be unique"),
     ([{"id": None, "image": b"x", "mask": b"y"}], "null id"),
     ([{"id": "a", "image": b"x"}], "lack column"),
+    ([{"id": 1.0, "image": b"x", "mask": b"y"}], "use strings"),  # 1.0 would not match itself on resume
 ])
 def test_bad_shards_fail_fast(tmp_path, rows, message):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "s.parquet")

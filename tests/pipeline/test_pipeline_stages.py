@@ -60,7 +60,7 @@ def test_default_seed_and_prompt_and_max_side(tmp_path):
     assert out["x"]["seed"] == default_seed("x") and out["x"]["prompt"] == "default prompt"
     assert out["x"]["error"].startswith("validate: image is 64x64, larger than max_side=32")
     bad_seed = _prepare([{"id": "y", "image": png(photo()), "mask": png(hole()), "seed": "abc"}], tmp_path)
-    assert bad_seed["y"]["error"] == "validate: seed 'abc' is not an integer"
+    assert bad_seed["y"]["error"] == "validate: seed 'abc' is not a 64-bit integer"
 
 
 def test_one_line_reasons():
