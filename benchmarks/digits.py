@@ -25,7 +25,7 @@ def split_indices() -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:-TEST_SIZE]), np.sort(perm[-TEST_SIZE:])
 
 
-def test_digits(n: int | None = None) -> torch.Tensor:
+def held_out_digits(n: int | None = None) -> torch.Tensor:
     """The first ``n`` held-out digits (N, 1, 16, 16) in [0, 1]."""
     images, _ = load_digits_16()
     idx = split_indices()[1]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digits import test_digits  # noqa: E402
+from digits import held_out_digits  # noqa: E402
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=1e-2)
     args = parser.parse_args()
     den = load_denoiser(HERE / "reference_model", device="cpu", dtype="float32")
-    truths = test_digits(args.n)
+    truths = held_out_digits(args.n)
     runs = [study(den, truths[i:i + 1], args.t, args.lam, seed=i) for i in range(args.n)]
     names = list(runs[0]["methods"])
     summary = {

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digits import test_digits  # noqa: E402
+from digits import held_out_digits  # noqa: E402
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 
 
 def composites(n: int) -> list[dict]:
-    digits = test_digits(2 * n)[:, 0].numpy()
+    digits = held_out_digits(2 * n)[:, 0].numpy()
     yy, xx = np.mgrid[:16, :16]
     items = []
     for i in range(n):

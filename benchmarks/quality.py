@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digits import test_digits  # noqa: E402
+from digits import held_out_digits  # noqa: E402
 
 HERE = Path(__file__).parent
 MODEL = HERE / "reference_model"
@@ -124,7 +124,7 @@ def child(method: str, tasks: list[str], n: int, steps: int) -> dict:
 
     torch.set_grad_enabled(method.startswith("dps"))
     den = load_denoiser(MODEL, device="cpu", dtype="float32")
-    truth = test_digits(n)
+    truth = held_out_digits(n)
     rows, samples = [], {}
     for task in tasks:
         if method == "replacement" and task == "sr2":
@@ -182,7 +182,7 @@ def main() -> None:
     md = markdown(rows, args.n, args.steps)
     (RESULTS / "quality.md").write_text(md)
     if not args.merge:
-        plot(samples, test_digits(8), tasks, RESULTS / "quality.png")
+        plot(samples, held_out_digits(8), tasks, RESULTS / "quality.png")
     print(md)
 
 

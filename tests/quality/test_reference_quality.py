@@ -15,7 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import quality  # noqa: E402
-from digits import test_digits  # noqa: E402
+from digits import held_out_digits  # noqa: E402
 
 N, STEPS = 64, 20
 MARGIN_DB = 1.0  # Newton's hole PSNR must beat each baseline by at least this much
@@ -33,7 +33,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def scores(reference):
-    truth = test_digits(N)
+    truth = held_out_digits(N)
     out = {}
     for method in ("newton-k5", "replacement", "unconstrained", "dps"):
         with torch.set_grad_enabled(method == "dps"):
