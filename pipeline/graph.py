@@ -7,8 +7,8 @@
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
       -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
 
-Ray Data restarts a crashed sampler actor and retries its in-flight batch (its actor pools default
-to max_restarts=-1, max_task_retries=-1); a retried commit overwrites its own file (see output.py).
+Ray Data restarts a crashed sampler actor (max_restarts=-1) and retries its in-flight batch up to
+MAX_BATCH_RETRIES times; a retried commit overwrites its own file (see output.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pipeline.summary import summarize
 from pipeline.tasks import TASKS
 
 log = logging.getLogger(__name__)
+MAX_BATCH_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ def run_graph(
                                    dtype=cfg.dtype, threads=res.threads,
                                    endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV), task=cfg.task,
                                    options=cfg.task_options),
+        # a crashed actor is restarted and its batch retried, but a batch that keeps killing actors
+        # (host OOM, a native crash) fails the job after a few tries instead of looping forever
+        max_task_retries=MAX_BATCH_RETRIES,
     )
     ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
     # Start only once every actor holds its model (so work spreads over all of them), and fail with a
