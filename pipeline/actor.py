@@ -57,6 +57,11 @@ class Sampler:
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
         self.device = str(self.denoiser.device)
         self.clip = None
+        grid = self.denoiser.size_multiple
+        if task == "style" and any(side % grid for side in self.options["size"]):
+            # fail the job here, before any row: otherwise every row would become the same error row
+            raise ValueError(f"config field 'task_options.size': {self.options['size']} is not a multiple of "
+                             f"{grid}, this model's grid; use e.g. {[max(grid, side // grid * grid) for side in self.options['size']]}")
         if task == "style":
             from fcs.constraints.style import load_clip_vision
 

@@ -188,3 +188,10 @@ def test_sampler_actor_runs_superres_without_ray(model_dirs, device, tmp_path):
     out = sampler({name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
     assert (out["height"][0], out["width"][0]) == (48, 80) and len(out["out"][0]) == 48 * 80 * 3
     assert out["error"][1].startswith("decode:") and out["out"][1] is None
+
+
+def test_style_size_off_the_model_grid_fails_the_actor_not_every_row(model_dirs, device):
+    """The tiny model's grid is 16 px: a 24-px size is caught when the actor starts, naming the field."""
+    with pytest.raises(ValueError, match=r"task_options\.size.*multiple of 16"):
+        Sampler(str(model_dirs["tiny"]), FAST, device=device, dtype="float32", task="style",
+                options={"size": [24, 24], "clip_model": "tiny-clip"})
