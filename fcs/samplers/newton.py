@@ -88,15 +88,15 @@ def newton(
         raise ValueError(f"jacobian must be 'auto', 'fd' or 'jvp', got {jacobian!r}")
     if jacobian == "auto":
         jacobian = "fd" if denoiser.dtype == torch.float32 else "jvp"
-    n_steps = len(steps_with_prev(denoiser, steps))
-    stop = n_steps if stop is None else stop
-    if not 0 <= start < stop <= n_steps:
-        raise ValueError(f"need 0 <= start < stop <= {n_steps} outer steps, got start={start}, stop={stop}")
+    schedule = steps_with_prev(denoiser, steps)
+    stop = len(schedule) if stop is None else stop
+    if not 0 <= start < stop <= len(schedule):
+        raise ValueError(f"need 0 <= start < stop <= {len(schedule)} outer steps, got start={start}, stop={stop}")
     lrs = learning_rates(newton_steps, lr)
     x = noise.to(denoiser.device, torch.float32).clone()
     nfe = torch.zeros(x.shape[0], dtype=torch.long)
     trace = []
-    for t, t_prev in progress(steps_with_prev(denoiser, steps)[start:stop], show_progress, "newton"):
+    for t, t_prev in progress(schedule[start:stop], show_progress, "newton"):
         eps, x0 = denoiser.predict(x, t, cond)
         nfe += 1
         if not trace:
