@@ -2,7 +2,7 @@
 # Both install everything first (CPU torch from the pinned wheel; the project in editable mode).
 PY ?= python3
 VENV ?= .venv
-BIN = $(VENV)/bin
+BIN = $(abspath $(VENV))/bin
 
 .PHONY: install browser demo test
 
@@ -23,5 +23,6 @@ browser:
 demo: install
 	$(BIN)/fcs run restore --demo
 
+# the venv's bin first on PATH: the suite's subprocesses (fcs, weed, Ray workers) use what `install` put there
 test: install browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)

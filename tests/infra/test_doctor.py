@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from jobs.cli import main
+from venv_tools import venv_tool
 
 
 def _fcs() -> list[str]:
-    script = Path(sys.executable).parent / "fcs"
-    return [str(script)] if script.exists() else [shutil.which("fcs") or pytest.fail("no fcs console script on PATH")]
+    return [venv_tool("fcs")]
 
 
 def test_fcs_doctor_says_no_gpu_here(tmp_path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 from jobs import restore
 from pipeline.demo import build_demo_dataset, find_sd_checkpoint, make_mask
 from pipeline_testdata import read_rows
+from venv_tools import venv_tool
 
 
 def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsys, caplog):
@@ -32,7 +32,7 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
 
 def test_smoke_through_the_console_script(ray_address, tmp_path):
     env = {**os.environ, "RAY_ADDRESS": ray_address}
-    proc = subprocess.run([shutil.which("fcs"), "run", "restore", "--smoke", "--output", str(tmp_path / "out")],
+    proc = subprocess.run([venv_tool("fcs"), "run", "restore", "--smoke", "--output", str(tmp_path / "out")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 ok, 0 error" in proc.stdout

