@@ -15,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-_SCHEDULER = dict(
+SD15_SCHEDULER = dict(  # Stable Diffusion 1.5's noise schedule and DDIM step layout
     num_train_timesteps=1000,
     beta_start=0.00085,
     beta_end=0.012,
@@ -72,7 +72,6 @@ def build_tiny_sd(path: str | Path, prediction_type: str = "epsilon", seed: int 
 
 def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     unet = UNet2DConditionModel(
         sample_size=8,
@@ -95,27 +94,35 @@ def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
         norm_num_groups=8,
         sample_size=64,
     )
-    vocab_size = _write_tokenizer(path / "tokenizer")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=16,
-            bos_token_id=vocab_size - 2,
-            eos_token_id=vocab_size - 1,
-            pad_token_id=vocab_size - 1,
-        )
-    )
-    scheduler = DDIMScheduler(prediction_type=prediction_type, **_SCHEDULER)
+    write_text_encoder(path)
+    scheduler = DDIMScheduler(prediction_type=prediction_type, **SD15_SCHEDULER)
     unet.save_pretrained(path / "unet", safe_serialization=True)
     vae.save_pretrained(path / "vae", safe_serialization=True)
-    text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
     scheduler.save_pretrained(path / "scheduler")
     _write_model_index(path, "StableDiffusionPipeline")
     return path
+
+
+def write_text_encoder(path: Path) -> int:
+    """Write a tiny random-weight ``CLIPTextModel`` (hidden size 32) and its byte-level tokenizer to
+    ``path/text_encoder`` and ``path/tokenizer``; returns the hidden size (the UNet's cross-attention
+    width). Weights come from the caller's RNG (seed it for reproducible files)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    vocab_size = _write_tokenizer(path / "tokenizer")
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=16,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+    )
+    CLIPTextModel(config).save_pretrained(path / "text_encoder", safe_serialization=True)
+    return config.hidden_size
 
 
 def _tiny_pixel_unet(sample_size: int):
@@ -146,7 +153,7 @@ def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> 
     with _seeded(seed):
         unet = _tiny_pixel_unet(sample_size)
     unet.save_pretrained(path / "unet", safe_serialization=True)
-    DDIMScheduler(**{**_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}).save_pretrained(
+    DDIMScheduler(**{**SD15_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}).save_pretrained(
         path / "scheduler"
     )
     _write_model_index(path, "DDIMPipeline")
