@@ -38,7 +38,9 @@ def resolve_device(device: str | None) -> str:
     return "cpu"
 
 
-BUILTIN = {"tiny": "build_tiny_sd", "tiny-v": "build_tiny_sd_v", "tiny-pixel": "build_tiny_pixel"}
+BUILT = {"tiny": "build_tiny_sd", "tiny-v": "build_tiny_sd_v", "tiny-pixel": "build_tiny_pixel"}  # fcs.tiny builders
+SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, committed with the package
+BUILTIN = (*BUILT, *SHIPPED)
 
 
 def cache_dir() -> Path:
@@ -47,17 +49,20 @@ def cache_dir() -> Path:
 
 
 def resolve_model(model: str | Path) -> str:
-    """Map a built-in name ('tiny', 'tiny-v', 'tiny-pixel') to a folder written on first use;
-    other values pass through (hub id or local path)."""
+    """Map a built-in name to its folder: 'photo' (trained, shipped in ``fcs/models``) as it is,
+    'tiny', 'tiny-v', 'tiny-pixel' (random weights) written on first use; other values pass through
+    (hub id or local path)."""
     name = str(model)
-    if name not in BUILTIN:
+    if name in SHIPPED:
+        return str(SHIPPED[name])
+    if name not in BUILT:
         return str(Path(name).resolve()) if Path(name).exists() else name
     from fcs import tiny
 
     path = cache_dir() / name
     if not (path / "model_index.json").exists():
         log.info("writing built-in random-weight model %r to %s", name, path)
-        getattr(tiny, BUILTIN[name])(path)
+        getattr(tiny, BUILT[name])(path)
     return str(path)
 
 
@@ -87,7 +92,7 @@ def load_denoiser(
     except OSError as exc:
         raise OSError(
             f"cannot load model {str(model)!r}: {str(exc).splitlines()[0]} "
-            "(give a local diffusers folder, a reachable hub id, or 'tiny' for the built-in test model)"
+            f"(give a local diffusers folder, a reachable hub id, or a built-in name: {', '.join(BUILTIN)})"
         ) from exc
     denoiser = Denoiser(
         unet=pipe.unet,

@@ -128,25 +128,20 @@ def load_yaml(path: Path) -> dict:
 
 
 def _demo_values(values: dict, args: argparse.Namespace, smoke: bool) -> dict:
-    """Pick the model (real SD if available, else tiny, said clearly), build the demo dataset (for
-    --smoke: one 64x64 photo with a generated mask)."""
-    from pipeline.demo import build_demo_dataset, find_sd_checkpoint
+    """Pick the model ($FCS_MODEL, else the built-in trained ``photo`` model; --smoke: tiny) and build
+    the demo dataset at a size that model serves (for --smoke: one 64x64 photo with a generated mask)."""
+    from jobs.demo import PHOTO_MODEL_SIZE, build_demo_dataset, demo_model
 
     if "model" not in values:
-        found = None if smoke else find_sd_checkpoint()
-        if found:
-            log.info("demo: using the Stable Diffusion checkpoint %s", found)
-        elif not smoke:
-            log.warning("demo: no Stable Diffusion checkpoint found (set FCS_MODEL to a hub id or folder, or download "
-                        "stable-diffusion-v1-5/stable-diffusion-v1-5 into the Hugging Face cache); FALLING BACK to the "
-                        "built-in tiny random-weight model, so restored regions will be noise, not photos")
-        values["model"] = found or "tiny"
-    real = values["model"] != "tiny"
+        values["model"] = "tiny" if smoke else demo_model()
+    model = values["model"]
     cuda = _cuda()
-    if real and not cuda and args.steps is None and not smoke:
+    large = model not in ("tiny", "photo")  # a user's checkpoint, e.g. Stable Diffusion at 512²
+    if large and not cuda and args.steps is None and not smoke:
         log.warning("demo: no GPU here; using steps=10, newton_steps=2 at 256x256 to keep a CPU run to minutes")
         values["sampler"].update(steps=10, newton_steps=2)
-    size = 512 if real and cuda else 256 if real else 128
+    size = (512 if cuda else 256) if large else PHOTO_MODEL_SIZE
+    log.info("demo: model %s at %dx%d", model, size, size)
     if smoke:
         folder = Path(tempfile.mkdtemp(prefix="fcs-smoke-"))
         values["input"] = str(build_demo_dataset(folder / "input", size=64, limit=1))
@@ -197,12 +192,18 @@ def main(job: Job, argv: list[str] | None = None) -> int:
 
 
 def _previews(cfg) -> None:
-    from pipeline.demo import write_previews
+    from jobs.demo import hole_psnr, write_previews
     from pipeline.output import read_output
     from pipeline.storage import Storage
 
     preview = Path(cfg.output).parent / "preview"
-    count = write_previews(Path(cfg.input), read_output(Storage.from_uri(cfg.output), columns=["id", "image"]), preview)
+    restored = read_output(Storage.from_uri(cfg.output), columns=["id", "image", "seed"])
+    count = write_previews(Path(cfg.input), restored, preview)
     print(f"previews (masked input | restored): {count} PNG(s) in {preview}"
           + ("" if cfg.model != "tiny" else "  [tiny random-weight model: the holes hold noise]"))
+    scores = hole_psnr(Path(cfg.input), restored, cfg)
+    if scores:
+        print(f"hole PSNR, mean of {scores['items']} item(s) (the demo photos are whole, so the truth is known): "
+              f"{cfg.sampler.method} {scores[cfg.sampler.method]:.2f} dB | replacement baseline "
+              f"{scores['replacement']:.2f} dB (same model, seeds and steps, run here)")
     print(f"a rerun resumes and skips restored ids: delete {Path(cfg.output).parent} to start over")

@@ -172,7 +172,7 @@ def _build_builtin(name: str, root: Path) -> str:
     existed = (cache_dir() / name / "model_index.json").exists()
     started = time.time()
     path = resolve_model(name)
-    if not existed:
+    if not existed and Path(path).is_relative_to(cache_dir()):  # shipped built-ins are never built
         _record(root, name, "build", path, started, _tree_size(Path(path)))
     return path
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import numpy as np
 from PIL import Image
 
 from jobs import restore
-from pipeline.demo import build_demo_dataset, find_sd_checkpoint, make_mask
+from jobs.demo import build_demo_dataset, demo_model, make_mask
 from pipeline_testdata import read_rows
 from venv_tools import venv_tool
 
@@ -19,13 +20,15 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FCS_MODEL", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    caplog.set_level("INFO", logger="fcs.jobs")
     assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0
-    assert "FALLING BACK to the built-in tiny" in caplog.text
+    assert "demo: model photo at 128x128" in caplog.text
     table = read_rows(str(tmp_path / "demo-output" / "restored"))
     assert table.num_rows == 8 and set(table.column("status").to_pylist()) == {"ok"}
     assert len(list((tmp_path / "demo-output" / "preview").glob("*.png"))) == 8
     printed = capsys.readouterr().out
     assert "8 ok, 0 error" in printed and "previews" in printed
+    assert re.search(r"hole PSNR, mean of 8 item\(s\).*: newton \d+\.\d\d dB \| replacement baseline \d+\.\d\d dB", printed)
     assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0  # a rerun resumes: nothing to do
     assert "this run: 0 rows" in capsys.readouterr().out
 
@@ -44,25 +47,18 @@ def test_demo_dataset_is_real_photos_with_nonempty_masks(tmp_path):
     folder = build_demo_dataset(tmp_path, size=32)
     images = sorted((folder / "images").glob("*.png"))
     assert len(images) == 8 and len(list((folder / "masks").glob("*.png"))) == 8
-    astronaut = np.asarray(Image.open(folder / "images" / "astronaut-box.png"))
-    assert astronaut.shape == (32, 32, 3) and astronaut.std() > 20
+    cat = np.asarray(Image.open(folder / "images" / "chelsea-box.png"))
+    assert cat.shape == (32, 32, 3) and cat.std() > 20
     for kind in ("box", "strokes"):
         m = make_mask(kind, 64)
         assert 0.05 < (m > 0).mean() < 0.6
 
 
-def test_demo_model_choice(tmp_path, monkeypatch):
+def test_demo_model_is_the_trained_photo_model_unless_fcs_model_is_set(monkeypatch):
     monkeypatch.delenv("FCS_MODEL", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    assert find_sd_checkpoint() is None
-    snapshot = tmp_path / "hub" / "models--stable-diffusion-v1-5--stable-diffusion-v1-5" / "snapshots" / "abc"
-    (snapshot / "unet").mkdir(parents=True)
-    (snapshot / "model_index.json").write_text("{}")
-    assert find_sd_checkpoint() is None  # no weights yet
-    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
-    assert find_sd_checkpoint() == str(snapshot)
+    assert demo_model() == "photo"
     monkeypatch.setenv("FCS_MODEL", "my/model")
-    assert find_sd_checkpoint() == "my/model"
+    assert demo_model() == "my/model"
 
 
 def test_asking_for_missing_gpus_fails_fast(ray_address, tmp_path, capsys):
