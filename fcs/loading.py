@@ -43,6 +43,15 @@ SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, comm
 BUILTIN = (*BUILT, *SHIPPED)
 
 
+def builtin_models() -> list[dict]:
+    """Each built-in name: what it is, where it lives and whether its files are there."""
+    shipped = [{"name": n, "kind": "trained, shipped with fcs", "path": str(p),
+                "present": (p / "model_index.json").exists()} for n, p in SHIPPED.items()]
+    built = [{"name": n, "kind": "random weights, written on first use", "path": str(cache_dir() / n),
+              "present": (cache_dir() / n / "model_index.json").exists()} for n in BUILT]
+    return shipped + built
+
+
 def cache_dir() -> Path:
     """Where built-in models are written: $FCS_CACHE or ~/.cache/fcs."""
     return Path(os.environ.get("FCS_CACHE", Path.home() / ".cache" / "fcs"))

@@ -135,13 +135,17 @@ def collect(args: argparse.Namespace) -> dict:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"versions": versions, "machine": node_report(args.model_cache),
+    from fcs.loading import builtin_models
+
+    return {"versions": versions, "builtin_models": builtin_models(), "machine": node_report(args.model_cache),
             "ray": ray_report(args.address, args.model_cache),
             "storage": [storage_report(uri, args.s3_endpoint) for uri in args.uris]}
 
 
 def problems(report: dict, require_gpu: bool) -> list[str]:
     found = [f"storage {s['uri']}: {s['detail']}" for s in report["storage"] if not s["ok"]]
+    found += [f"built-in model {b['name']!r} is missing from {b['path']} (a broken install: reinstall fcs)"
+              for b in report["builtin_models"] if b["kind"].startswith("trained") and not b["present"]]
     any_gpu = bool(report["machine"]["gpus"])
     for node in report["ray"].get("nodes", []):
         gpus = node["resources"].get("GPU", 0)
@@ -169,6 +173,8 @@ def format_report(report: dict, issues: list[str]) -> str:
     m, ray_r = report["machine"], report["ray"]
     lines = ["versions:  " + "  ".join(f"{k} {v or '-'}" for k, v in report["versions"].items()),
              f"GPU:       {_gpu_line(m)}",
+             "models:    built-in " + "; ".join(f"{b['name']} ({b['kind']}{'' if b['present'] else ', not there yet'})"
+                                              for b in report["builtin_models"]),
              f"cache:     {m['model_cache']['path']} ({len(m['model_cache']['models'])} model(s), "
              f"{m['model_cache']['downloads']} download(s) logged, {m['model_cache']['free_gb']} GB free)"]
     lines += [f"           - {x['source']} -> {x['path']} ({x['bytes'] / 2**20:.1f} MB)" for x in m["model_cache"]["models"]]

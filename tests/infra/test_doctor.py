@@ -27,7 +27,8 @@ def test_fcs_doctor_says_no_gpu_here(tmp_path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     gpu_line = next(line for line in done.stdout.splitlines() if line.startswith("GPU:"))
     assert "no GPU" in gpu_line and torch.__version__ in gpu_line, done.stdout
-    for section in ("versions:", "cache:", "ray:", "storage:"):
+    assert "built-in photo (trained, shipped with fcs)" in done.stdout
+    for section in ("versions:", "models:", "cache:", "ray:", "storage:"):
         assert section in done.stdout
     assert f"torch {torch.__version__}" in done.stdout and "ray 2." in done.stdout
     assert "all checks passed" in done.stdout
@@ -62,3 +63,5 @@ def test_doctor_checks_storage_and_reports_the_model_cache(s3_endpoint, model_di
     cache = report["machine"]["model_cache"]
     assert cache["downloads"] == 1 and [m["source"] for m in cache["models"]] == ["s3://doctor-bucket/models/tiny/"]
     assert report["machine"]["gpus"] == [] or report["machine"]["gpus"][0]["name"]
+    photo = next(b for b in report["builtin_models"] if b["name"] == "photo")
+    assert photo["present"] and photo["kind"].startswith("trained")
