@@ -25,4 +25,5 @@ demo: install
 
 # the venv's bin first on PATH: the suite's subprocesses (fcs, weed, Ray workers) use what `install` put there
 test: install browser
+	$(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -118,7 +118,8 @@ def child(method: str, size: int, batch: int, reps: int, device: str) -> dict:
         pairs = [(newton_step(), dps_step()) for _ in range(reps)]
         newton_s = sorted(p[0] for p in pairs)[reps // 2]
         dps_s = sorted(p[1] for p in pairs)[reps // 2]
-        return {"method": method, "newton_s": newton_s, "dps_s": dps_s, "dtype": str(dtype), "unet_params_m": params / 1e6}
+        return {"method": method, "newton_s": newton_s, "dps_s": dps_s, "dtype": str(dtype),
+                "unet_params_m": params / 1e6}
     step = {"newton": newton_step, "dps": dps_step, "forward": forward, "decode": decode}[method]
     step()  # warm-up
     times = sorted(step() for _ in range(reps))
@@ -189,12 +190,15 @@ def _markdown(r: dict) -> str:
         "",
         "| | Newton inner step (2 UNet forwards) | DPS step (UNet forward + backward) | DPS / Newton |",
         "|---|---|---|---|",
-        f"| seconds | {r['newton_inner_step_s']:.2f} | {r['dps_step_s']:.2f} | {r['time_ratio_dps_over_newton']:.2f}× |",
-        f"| peak memory (MB) | {r['newton_peak_mb']:.0f} | {r['dps_peak_mb']:.0f} | {r['memory_ratio_dps_over_newton']:.2f}× |",
+        f"| seconds | {r['newton_inner_step_s']:.2f} | {r['dps_step_s']:.2f} | "
+        f"{r['time_ratio_dps_over_newton']:.2f}× |",
+        f"| peak memory (MB) | {r['newton_peak_mb']:.0f} | {r['dps_peak_mb']:.0f} | "
+        f"{r['memory_ratio_dps_over_newton']:.2f}× |",
         f"| memory above loaded weights (MB) | {r['newton_activation_mb']:.0f} | {r['dps_activation_mb']:.0f} | |",
         "",
         f"Newton seconds per image (S={c['steps']}, K={c['newton_steps']}: "
-        f"{c['steps'] * (1 + 2 * c['newton_steps'])} forwards × measured forward time at that batch size, + 1 VAE decode):",
+        f"{c['steps'] * (1 + 2 * c['newton_steps'])} forwards × measured forward time at that batch size, "
+        "+ 1 VAE decode):",
         "",
         "| batch | UNet forward (s) | VAE decode (s) | seconds / image |",
         "|---|---|---|---|",

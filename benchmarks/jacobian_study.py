@@ -63,7 +63,8 @@ def study(den, truth: torch.Tensor, t: int, lam: float, seed: int) -> dict:
         with torch.no_grad():
             x0_after = tweedie(x_t + alpha * d).view(16, 16)
         hole_mse = float((((x0_after.flatten() + 1) / 2 - truth.flatten()) ** 2 * mask.flatten()).sum() / mask.sum())
-        out["methods"][name] = {"residual_after": best, "alpha": alpha, "hole_psnr": 10 * np.log10(1 / max(hole_mse, 1e-10)),
+        out["methods"][name] = {"residual_after": best, "alpha": alpha,
+                                "hole_psnr": 10 * np.log10(1 / max(hole_mse, 1e-10)),
                                 "cosine_to_exact": None, "x0_after": x0_after.tolist()}
     exact = directions["exact Newton (J⁻¹e, λ-regularised)"]
     for name, d in directions.items():
@@ -98,11 +99,14 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "jacobian.json").write_text(json.dumps(summary, indent=2))
-    lines = [f"### One corrective step at t={args.t} on the reference model ({args.n} held-out digits, bottom half masked)", "",
+    lines = [f"### One corrective step at t={args.t} on the reference model "
+             f"({args.n} held-out digits, bottom half masked)", "",
              f"Known-region residual before the step: {summary['residual_before']:.4f}. "
-             f"max |eig| of J: {summary['max_abs_eig_J']:.2f}; of its skew part (J−Jᵀ)/2: {summary['max_abs_eig_skew']:.2f}; "
+             f"max |eig| of J: {summary['max_abs_eig_J']:.2f}; "
+             f"of its skew part (J−Jᵀ)/2: {summary['max_abs_eig_skew']:.2f}; "
              f"‖skew‖/‖J‖ = {summary['relative_asymmetry']:.3f}.", "",
-             "| direction | residual after (best step) | PSNR in hole of x̂0 | cosine to exact Newton |", "|---|---|---|---|"]
+             "| direction | residual after (best step) | PSNR in hole of x̂0 | cosine to exact Newton |",
+             "|---|---|---|---|"]
     for n, m in summary["methods"].items():
         lines.append(f"| {n} | {m['residual_after']:.4f} | {m['hole_psnr']:.2f} | {m['cosine_to_exact']:.3f} |")
     md = "\n".join(lines) + "\n"
@@ -122,10 +126,12 @@ def _plot(runs: list[dict], truths: torch.Tensor, path: Path) -> None:
     axes = np.atleast_2d(axes)
     for i, r in enumerate(runs):
         panels = [("truth", truths[i, 0].numpy() * 2 - 1), ("x̂0 before", np.array(r["x0_before"]))]
-        panels += [(n.split(" (")[0] + "\n" + n.split(" (")[1].rstrip(")"), np.array(r["methods"][n]["x0_after"])) for n in names]
+        panels += [(n.split(" (")[0] + "\n" + n.split(" (")[1].rstrip(")"), np.array(r["methods"][n]["x0_after"]))
+                   for n in names]
         for j, (title, img) in enumerate(panels):
             axes[i, j].imshow(img, cmap="gray", vmin=-1, vmax=1)
-            axes[i, j].set_xticks([]); axes[i, j].set_yticks([])
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
             if i == 0:
                 axes[i, j].set_title(title, fontsize=8)
     fig.tight_layout()

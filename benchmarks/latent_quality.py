@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +82,9 @@ def restore(den, method: str, task: str, truth: np.ndarray, steps: int, zeta: fl
     if method == "classical":
         from skimage.restoration import inpaint_biharmonic
 
-        out = [np.clip(inpaint_biharmonic(t / 255.0, m.astype(bool), channel_axis=2) * 255 + 0.5, 0, 255).astype(np.uint8)
-               for t, m in zip(truth, masks)]
+        pairs = zip(truth, masks, strict=True)
+        filled = [inpaint_biharmonic(t / 255.0, m.astype(bool), channel_axis=2) for t, m in pairs]
+        out = [np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8) for f in filled]
         return out, [0] * n
     res = inpaint(den, list(truth), masks, seeds=list(range(n)), config=config_for(method, task, steps, zeta))
     return [r.image for r in res], [r.nfe for r in res]
@@ -104,9 +104,12 @@ def item_metrics(task: str, truth: np.ndarray, out: list[np.ndarray]) -> dict[st
     from fcs.metrics import psnr
 
     n = len(truth)
-    holes = [np.ones(truth.shape[1:3], bool)] * n if task in SR else [m > 0.5 for m in masks_for(task, n, truth.shape[1])]
+    if task in SR:
+        holes = [np.ones(truth.shape[1:3], bool)] * n
+    else:
+        holes = [m > 0.5 for m in masks_for(task, n, truth.shape[1])]
     rows: dict[str, list[float]] = {"psnr_hole": [], "ssim": [], "known_residual": []}
-    for t, o, hole in zip(truth, out, holes):
+    for t, o, hole in zip(truth, out, holes, strict=True):
         rows["psnr_hole"].append(psnr(t, o, hole))
         rows["ssim"].append(float(structural_similarity(t, o, channel_axis=2, data_range=255)))
         if task in SR:

@@ -75,10 +75,12 @@ def main() -> None:
             shown.append((item, layers))
     summary = {k: float(np.mean([r[k] for r in rows])) for k in ("iou_estimate", "iou_rough", "nfe", "recon_max_err")}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "layers_iou.json").write_text(json.dumps({"config": vars(args), "summary": summary, "rows": rows}, indent=2))
+    (RESULTS / "layers_iou.json").write_text(
+        json.dumps({"config": vars(args), "summary": summary, "rows": rows}, indent=2))
     lines = [f"### Layer extraction on {args.n} synthetic digit composites (reference model, S={args.steps}, K=3, "
              f"{args.rounds} rounds × {args.samples} samples)", "",
-             "| α shape | items | IoU of estimated α | IoU of rough input region | UNet forwards / image | max recon. error |",
+             "| α shape | items | IoU of estimated α | IoU of rough input region "
+             "| UNet forwards / image | max recon. error |",
              "|---|---|---|---|---|---|"]
     for shape in ("disk", "box", "all"):
         sel = [r for r in rows if shape == "all" or r["shape"] == shape]
@@ -104,7 +106,8 @@ def _figure(shown, path: Path) -> None:
         panels = [item["x"], item["rough"], item["alpha"], layers.alpha, layers.background, fore]
         for j, img in enumerate(panels):
             axes[i, j].imshow(img, cmap="gray", vmin=0, vmax=1 if np.asarray(img).dtype != np.uint8 else 255)
-            axes[i, j].set_xticks([]); axes[i, j].set_yticks([])
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
             if i == 0:
                 axes[i, j].set_title(titles[j], fontsize=8)
     fig.tight_layout()

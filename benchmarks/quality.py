@@ -66,7 +66,7 @@ def run_method(den, method: str, task: str, truth: torch.Tensor, steps: int = 20
             from skimage.restoration import inpaint_biharmonic
 
             return torch.stack([torch.from_numpy(inpaint_biharmonic(t[0].numpy(), m[0].numpy().astype(bool)))[None]
-                                for t, m in zip(truth, mask)]).float().clamp(0, 1)
+                                for t, m in zip(truth, mask, strict=True)]).float().clamp(0, 1)
         constraint = LatentInpaint.from_pixels(den, truth, mask)
     if method == "replacement" and task == "sr2":
         return torch.full_like(truth, float("nan"))
@@ -103,7 +103,7 @@ def metrics(out: torch.Tensor, truth: torch.Tensor, task: str) -> dict:
         k = 1 - hole
         known = (((out - truth) ** 2 * k).flatten(1).sum(1) / k.flatten(1).sum(1).clamp_min(1)).sqrt().mean().item()
     ssim = np.mean([structural_similarity(o[0].numpy(), t[0].numpy(), data_range=1.0, win_size=7)
-                    for o, t in zip(out, truth)])
+                    for o, t in zip(out, truth, strict=False)])
     return {"psnr": psnr(out, truth, torch.ones_like(truth)), "psnr_hole": psnr(out, truth, hole),
             "ssim": float(ssim), "known_residual": known}
 
@@ -115,7 +115,8 @@ def tune_dps(den, method: str, task: str, steps: int) -> float:
 
     images, _ = load_digits_16()
     val = images[split_indices()[0][:16]]
-    scores = {z: metrics(run_method(den, method, task, val, steps, dps_step=z), val, task)["psnr_hole"] for z in DPS_STEPS}
+    scores = {z: metrics(run_method(den, method, task, val, steps, dps_step=z), val, task)["psnr_hole"]
+              for z in DPS_STEPS}
     return max(scores, key=scores.get)
 
 
@@ -193,7 +194,8 @@ def pivot(rows: list[dict], key: str = "psnr_hole") -> list[str]:
     for task in TASKS:
         cells = {r["method"]: r[key] for r in rows if r["task"] == task}
         if cells:
-            lines.append(f"| {task} | " + " | ".join(f"{cells[m]:.2f}" if m in cells else "n/a" for m in methods) + " |")
+            lines.append(f"| {task} | "
+                         + " | ".join(f"{cells[m]:.2f}" if m in cells else "n/a" for m in methods) + " |")
     return lines
 
 
@@ -221,7 +223,9 @@ def plot(samples: dict, truth: torch.Tensor, tasks: list[str], path: Path) -> No
     fig, axes = plt.subplots(len(tasks), len(methods) + 1, figsize=(1.6 * (len(methods) + 1), 1.7 * len(tasks)))
     axes = np.atleast_2d(axes)
     for i, task in enumerate(tasks):
-        grid = lambda imgs: np.concatenate([np.concatenate(list(np.asarray(imgs)[r * 2:(r + 1) * 2]), 1) for r in range(4)], 0)
+        def grid(imgs):
+            return np.concatenate([np.concatenate(list(np.asarray(imgs)[r * 2:(r + 1) * 2]), 1) for r in range(4)], 0)
+
         axes[i, 0].imshow(grid(truth[:8, 0].numpy()), cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_title("truth" if i == 0 else "", fontsize=8)
         axes[i, 0].set_ylabel(task)
@@ -231,7 +235,8 @@ def plot(samples: dict, truth: torch.Tensor, tasks: list[str], path: Path) -> No
             if i == 0:
                 axes[i, j + 1].set_title(m, fontsize=8)
     for ax in axes.flat:
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

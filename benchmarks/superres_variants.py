@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     den = load_denoiser(args.model, device=args.device)
     photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
-    lows = [np.asarray(Image.fromarray(photos[i % 4]).resize((args.size, args.size), Image.BICUBIC)) for i in range(args.n)]
+    lows = [np.asarray(Image.fromarray(photos[i % 4]).resize((args.size, args.size), Image.BICUBIC))
+            for i in range(args.n)]
     config = SamplerConfig(steps=args.steps, newton_steps=10, lr=0.1)
     rows = []
     for variant in ("decoder", "encoder"):
@@ -60,7 +61,8 @@ def main() -> None:
     (RESULTS / "superres_variants.json").write_text(json.dumps({"config": meta, "rows": rows}, indent=2))
     lines = [f"### Super-resolution ×{args.scale} variants ({args.model}, {args.size}² → {args.size * args.scale}², "
              f"{den.device}, S={args.steps}, K=10, {args.n} photos)", "",
-             "| variant | s/item | low-res residual before | after | after / before | peak MB |", "|---|---|---|---|---|---|"]
+             "| variant | s/item | low-res residual before | after | after / before | peak MB |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] else "n/a (CPU)"
         lines.append(f"| {r['variant']} | {r['seconds_per_item']:.2f} | {r['residual_init']:.4f} | "

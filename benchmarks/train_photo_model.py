@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from fcs import photos
-from fcs.tiny import SD15_SCHEDULER, _write_model_index, write_text_encoder
+from fcs.tiny import SD15_SCHEDULER, write_text_encoder
 
 log = logging.getLogger("train_photo_model")
 
@@ -137,7 +137,7 @@ class Phase:
             self.opt.step()
             with torch.no_grad():
                 decay = min(0.999, (1 + self.step) / (10 + self.step))
-                for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+                for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                     pe.lerp_(p, 1 - decay)
             self.losses.append(float(loss))
             self.step += 1

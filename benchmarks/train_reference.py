@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from digits import load_digits_16, split_indices
 
 log = logging.getLogger("train_reference")
@@ -69,7 +68,7 @@ def train(out: Path, minutes: float, batch: int, lr: float, seed: int, max_steps
         opt.step()
         with torch.no_grad():
             decay = min(0.999, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), unet.parameters()):
+            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 pe.lerp_(p, 1 - decay)
         losses.append(loss.item())
         step += 1
@@ -81,7 +80,8 @@ def train(out: Path, minutes: float, batch: int, lr: float, seed: int, max_steps
     DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
                   clip_sample=False, set_alpha_to_one=False, steps_offset=1).save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps(
-        {"_class_name": "DDIMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDIMScheduler"]},
+        {"_class_name": "DDIMPipeline", "unet": ["diffusers", "UNet2DModel"],
+         "scheduler": ["diffusers", "DDIMScheduler"]},
         indent=2))
     window = 100
     curve = [sum(losses[i:i + window]) / len(losses[i:i + window]) for i in range(0, len(losses), window)]

@@ -60,7 +60,8 @@ class SamplerConfig:
                 _fail(name, value, "a number (in YAML write 5.0e-3, not 5e-3)")
         if isinstance(self.lr, list):
             object.__setattr__(self, "lr", tuple(self.lr))
-        if not (self.lr is None or _is_number(self.lr) or (isinstance(self.lr, tuple) and all(map(_is_number, self.lr)))):
+        if not (self.lr is None or _is_number(self.lr)
+                or (isinstance(self.lr, tuple) and all(map(_is_number, self.lr)))):
             _fail("lr", self.lr, "None, a number, or one number per newton step")
         if isinstance(self.lr, tuple) and len(self.lr) != self.newton_steps:
             _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
@@ -78,7 +79,7 @@ class SamplerConfig:
             _fail("feather", self.feather, "an integer >= 0")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "SamplerConfig":
+    def from_dict(cls, values: dict) -> SamplerConfig:
         """Build from a plain dict (e.g. a job config file); unknown keys fail with their names."""
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:

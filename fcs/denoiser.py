@@ -87,7 +87,7 @@ class Denoiser:
     def channels(self) -> int:
         return self.unet.config.in_channels
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Denoiser":
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Denoiser:
         kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
         for module in (self.unet, self.vae, self.text_encoder):
             if module is not None:
@@ -95,7 +95,7 @@ class Denoiser:
         self._uncond = None
         return self
 
-    def with_guidance(self, guidance_scale: float) -> "Denoiser":
+    def with_guidance(self, guidance_scale: float) -> Denoiser:
         """A view sharing the same modules with another classifier-free guidance scale."""
         if guidance_scale == self.guidance_scale:
             return self

@@ -6,7 +6,7 @@ images. The diffusers-style pipeline class, the CLI and the Ray actor all call :
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,6 @@ from fcs.denoiser import Denoiser
 from fcs.images import composite, pad_to_multiple, rgb_to_tensor, tensor_to_rgb
 from fcs.run import ItemResult, group_by_size, item_result, sample_and_decode
 
-
 InpaintResult = ItemResult  # the inpainting task returns the shared per-item result
 
 
@@ -26,7 +25,9 @@ def check_pair(rgb: np.ndarray, mask: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"image must be uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
     if mask.shape != rgb.shape[:2]:
-        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {rgb.shape[1]}x{rgb.shape[0]}; they must match")
+        raise ValueError(
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {rgb.shape[1]}x{rgb.shape[0]}; they must match"
+        )
     if not np.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
         raise ValueError("mask values must be finite and in [0, 1]")
 
@@ -37,7 +38,7 @@ def inpaint(
     masks: Sequence[np.ndarray],
     prompts: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
-    config: SamplerConfig = SamplerConfig(),
+    config: SamplerConfig = SamplerConfig(),  # noqa: B008 - frozen dataclass, safe to share as a default
     show_progress: bool = False,
 ) -> list[InpaintResult]:
     """Inpaint a batch; items of equal size share one sampler call, others run in their own group.
@@ -52,7 +53,7 @@ def inpaint(
     seeds = list(seeds) if seeds is not None else list(range(n))
     if not (len(masks) == len(prompts) == len(seeds) == n):
         raise ValueError("images, masks, prompts and seeds must have the same length")
-    for rgb, mask in zip(images, masks):
+    for rgb, mask in zip(images, masks, strict=True):
         check_pair(rgb, mask)
     results: list[InpaintResult | None] = [None] * n
     for idx in group_by_size(images):
@@ -61,7 +62,7 @@ def inpaint(
             [images[i] for i in idx], [masks[i] for i in idx],
             [prompts[i] for i in idx], [seeds[i] for i in idx], config, show_progress,
         )
-        for i, res in zip(idx, group):
+        for i, res in zip(idx, group, strict=True):
             results[i] = res
     return results  # type: ignore[return-value]
 
@@ -74,7 +75,7 @@ def _inpaint_group(denoiser, images, masks, prompts, seeds, config, show_progres
     constraint = LatentInpaint.from_pixels(denoiser, image_t, mask_t)
     out = sample_and_decode(denoiser, constraint, constraint.target.shape[1:], prompts, seeds, config, show_progress)
     results = []
-    for k, (rgb, mask) in enumerate(zip(images, masks)):
+    for k, (rgb, mask) in enumerate(zip(images, masks, strict=True)):
         generated = tensor_to_rgb(out.images[k, :, :h, :w])
         image = composite(rgb, generated, mask, config.feather) if config.composite else generated
         results.append(item_result(out, k, image, len(images)))

@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -38,12 +39,13 @@ class FastConstrainedInpaintPipeline:
         self.denoiser = denoiser
 
     @classmethod
-    def from_pretrained(cls, model: str, device: str | None = "auto", dtype: Any = "auto") -> "FastConstrainedInpaintPipeline":
+    def from_pretrained(cls, model: str, device: str | None = "auto",
+                        dtype: Any = "auto") -> FastConstrainedInpaintPipeline:
         """Load a hub id, a local diffusers folder, or a built-in name ('tiny')."""
         return cls(load_denoiser(model, device=device, dtype=dtype))
 
     @classmethod
-    def from_pipe(cls, pipe: Any) -> "FastConstrainedInpaintPipeline":
+    def from_pipe(cls, pipe: Any) -> FastConstrainedInpaintPipeline:
         """Reuse the components of an existing diffusers SD pipeline (no copy of the weights)."""
         return cls(
             Denoiser(
@@ -53,7 +55,7 @@ class FastConstrainedInpaintPipeline:
             )
         )
 
-    def to(self, device: str) -> "FastConstrainedInpaintPipeline":
+    def to(self, device: str) -> FastConstrainedInpaintPipeline:
         self.denoiser.to(device)
         return self
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ def extract_layers(
     denoiser: Denoiser,
     image: np.ndarray,
     regions: Sequence[np.ndarray],
-    config: SamplerConfig = SamplerConfig(steps=20, newton_steps=3),
+    config: SamplerConfig = SamplerConfig(steps=20, newton_steps=3),  # noqa: B008 - frozen dataclass, safe default
     rounds: int = 3,
     samples: int = 4,
     noise_std: float = 0.05,
@@ -117,7 +117,8 @@ def extract_layers(
     config = replace(config, method="newton", tol=None)
     mult = denoiser.size_multiple
     x = pad_to_multiple(rgb_to_tensor(image)[None], mult)
-    region = [_dilate(pad_to_multiple(torch.from_numpy(np.asarray(r, np.float32))[None, None], mult).clamp(0, 1), margin)
+    region = [_dilate(pad_to_multiple(torch.from_numpy(np.asarray(r, np.float32))[None, None], mult).clamp(0, 1),
+                      margin)
               for r in regions]
     alphas = [r.clone() for r in region]
     union = torch.clamp(sum(region), 0, 1)
@@ -127,10 +128,11 @@ def extract_layers(
         nfe += spent
         log_b = _log_gauss(x, back, noise_std)
         change = 0.0
-        for i, (reg, alpha) in enumerate(zip(region, alphas)):
+        for i, (reg, alpha) in enumerate(zip(region, alphas, strict=True)):
             confident = (alpha > 0.9).float() * reg
             if confident.sum() > 0 and (reg - confident).sum() > 0:
-                fore, spent = completions(denoiser, x, reg - confident, samples, config, seed=seed + 7919 * rnd + 31 * (i + 1))
+                fore, spent = completions(denoiser, x, reg - confident, samples, config,
+                                          seed=seed + 7919 * rnd + 31 * (i + 1))
                 nfe += spent
                 log_f = _log_gauss(x, fore, noise_std)
             else:

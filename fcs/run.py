@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 from torch import Tensor
 
@@ -40,7 +39,7 @@ def group_by_size(images: Sequence[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def item_result(out: "Decoded", k: int, image, batch_size: int) -> ItemResult:
+def item_result(out: Decoded, k: int, image, batch_size: int) -> ItemResult:
     """Item k's metrics from a batch's :class:`Decoded`, with ``image`` (None if not finite)."""
     error = not_finite(out.images[k])
     return ItemResult(

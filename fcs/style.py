@@ -3,7 +3,7 @@ loss on early CLIP vision features, with classifier-free guidance (default scale
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

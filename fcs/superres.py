@@ -7,7 +7,7 @@ Two ways to get the error vector in model space (``variant``):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ def superres(
     for idx in group_by_size(images):
         h, w = images[idx[0]].shape[:2]
         # the output side s·h must fit the model grid: pad the low-res input by edge replication
-        low = pad_to_multiple(torch.stack([rgb_to_tensor(images[i]) for i in idx]), max(1, denoiser.size_multiple // scale))
+        low = pad_to_multiple(torch.stack([rgb_to_tensor(images[i]) for i in idx]),
+                              max(1, denoiser.size_multiple // scale))
         low = low.to(denoiser.device)
         if variant == "decoder":
             constraint = SuperResolution(denoiser.decode, low, scale)

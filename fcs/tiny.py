@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -153,9 +153,9 @@ def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> 
     with _seeded(seed):
         unet = _tiny_pixel_unet(sample_size)
     unet.save_pretrained(path / "unet", safe_serialization=True)
-    DDIMScheduler(**{**SD15_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}).save_pretrained(
-        path / "scheduler"
-    )
+    DDIMScheduler(
+        **{**SD15_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    ).save_pretrained(path / "scheduler")
     _write_model_index(path, "DDIMPipeline")
     return path
 

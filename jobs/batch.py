@@ -79,7 +79,8 @@ def parser(job: Job) -> argparse.ArgumentParser:
         p.add_argument(opt.flag, dest=f"option_{opt.name}", help=opt.help, **extra)
     if job.demo:
         p.add_argument("--demo", action="store_true", help="build a demo dataset from sample photos and run it locally")
-    p.add_argument("--smoke", action="store_true", help="one item end to end with few steps (tiny model unless --model)")
+    p.add_argument("--smoke", action="store_true",
+                   help="one item end to end with few steps (tiny model unless --model)")
     return p
 
 

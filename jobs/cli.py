@@ -71,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return int(importlib.import_module(JOBS[argv[1]]).main(argv[2:]) or 0)
-    parser = argparse.ArgumentParser(prog="fcs", description="Fast constrained sampling (inexact Newton) over diffusers models")
+    parser = argparse.ArgumentParser(prog="fcs",
+                                     description="Fast constrained sampling (inexact Newton) over diffusers models")
     sub = parser.add_subparsers(dest="command", required=True)
     _inpaint_parser(sub)
-    sub.add_parser("run", help="run a batch job on Ray: fcs run {%s} --help" % ",".join(JOBS))
+    sub.add_parser("run", help=f"run a batch job on Ray: fcs run {{{','.join(JOBS)}}} --help")
     sub.add_parser("doctor", help="check GPUs, versions, Ray cluster, storage and model cache: fcs doctor --help")
     sub.add_parser("report", help="HTML report of a finished job: fcs report OUTPUT_URI --help")
     args = parser.parse_args(argv)

@@ -97,9 +97,9 @@ def hole_psnr(input_folder: Path, restored, cfg) -> dict[str, float]:
     if not rows:
         return {}
     pairs = [_load(input_folder, r["id"]) for r in rows]
-    job = [psnr(img, _decode(r), hole) for r, (img, hole) in zip(rows, pairs)]
+    job = [psnr(img, _decode(r), hole) for r, (img, hole) in zip(rows, pairs, strict=True)]
     den = load_denoiser(cfg.model, device=cfg.device, dtype=cfg.dtype)
     baseline = inpaint(den, [p[0] for p in pairs], [p[1].astype(np.float32) for p in pairs],
                        seeds=[r["seed"] for r in rows], config=replace(cfg.sampler, method="replacement"))
-    base = [psnr(img, res.image, hole) for res, (img, hole) in zip(baseline, pairs)]
+    base = [psnr(img, res.image, hole) for res, (img, hole) in zip(baseline, pairs, strict=True)]
     return {cfg.sampler.method: float(np.mean(job)), "replacement": float(np.mean(base)), "items": len(rows)}

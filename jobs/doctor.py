@@ -125,7 +125,8 @@ def storage_report(uri: str, endpoint: str | None) -> dict:
             return {"uri": uri, "ok": True, "detail": f"not there yet; {parent!r} is reachable (fine for --output)"}
         return {"uri": uri, "ok": False, "detail": f"neither it nor {parent!r} exists"}
     except Exception as exc:  # noqa: BLE001 - any backend failure is the finding
-        return {"uri": uri, "ok": False, "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        return {"uri": uri, "ok": False,
+                "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
 
 
 def collect(args: argparse.Namespace) -> dict:
@@ -177,7 +178,8 @@ def format_report(report: dict, issues: list[str]) -> str:
                                               for b in report["builtin_models"]),
              f"cache:     {m['model_cache']['path']} ({len(m['model_cache']['models'])} model(s), "
              f"{m['model_cache']['downloads']} download(s) logged, {m['model_cache']['free_gb']} GB free)"]
-    lines += [f"           - {x['source']} -> {x['path']} ({x['bytes'] / 2**20:.1f} MB)" for x in m["model_cache"]["models"]]
+    lines += [f"           - {x['source']} -> {x['path']} ({x['bytes'] / 2**20:.1f} MB)"
+              for x in m["model_cache"]["models"]]
     if not ray_r["connected"]:
         lines.append(f"ray:       no running cluster ({ray_r['reason']}); a job starts a local one on this machine")
     else:
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     report = collect(args)
     issues = problems(report, args.require_gpu)
-    print(json.dumps(report | {"problems": issues}, indent=2, default=str) if args.json else format_report(report, issues))
+    print(json.dumps(report | {"problems": issues}, indent=2, default=str) if args.json
+          else format_report(report, issues))
     return 1 if issues else 0
 
 

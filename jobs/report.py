@@ -101,7 +101,8 @@ def _figure(plot) -> str:
 
 
 def _latency_plot(table: pa.Table) -> str:
-    ok = [v for v, s in zip(table["sample_s"].to_pylist(), table["status"].to_pylist()) if s == "ok" and v is not None]
+    ok = [v for v, s in zip(table["sample_s"].to_pylist(), table["status"].to_pylist(), strict=True)
+          if s == "ok" and v is not None]
 
     def plot(ax):
         ax.hist(ok or [0], bins=30, color="#3b7dd8")
@@ -118,7 +119,8 @@ def _throughput_plot(table: pa.Table) -> str:
 
     def plot(ax):
         for worker in sorted({w for w in workers if w}):
-            ts = sorted(f.timestamp() - t0 for f, w in zip(finished, workers) if w == worker and f is not None)
+            ts = sorted(f.timestamp() - t0 for f, w in zip(finished, workers, strict=True)
+                        if w == worker and f is not None)
             ax.plot(ts, np.arange(1, len(ts) + 1), label=worker[:16])
         ax.set(xlabel="seconds since first item", ylabel="items finished", title="throughput per worker")
         if workers:
@@ -127,7 +129,8 @@ def _throughput_plot(table: pa.Table) -> str:
     return _figure(plot)
 
 
-def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24, endpoint: str | None = None) -> tuple[str, Image.Image, dict]:
+def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24,
+                 endpoint: str | None = None) -> tuple[str, Image.Image, dict]:
     """(html, contact sheet image, summary dict) for the job written at ``output_uri``."""
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -149,7 +152,7 @@ def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24
     images = pads.dataset(committed_files(storage), schema=OUTPUT_SCHEMA, format="parquet",
                           filesystem=storage.arrow_fs).to_table(
         columns=["id", "image"], filter=pc.field("id").isin(pa.array([r["id"] for r in rows], pa.string())))
-    by_id = dict(zip(images["id"].to_pylist(), images["image"].to_pylist()))
+    by_id = dict(zip(images["id"].to_pylist(), images["image"].to_pylist(), strict=True))
     for row in rows:
         row["image"] = by_id.get(row["id"])
     inputs = {}
@@ -164,13 +167,14 @@ def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24
     error_rows = "".join(f"<tr><td>{html.escape(r['id'])}</td><td>{html.escape(r['error'])}</td></tr>" for r in errors)
     summary_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                            for k, v in summary.items() if not isinstance(v, (dict, list)))
+    from_input = f" from input <code>{html.escape(input_uri)}</code>" if input_uri else ""
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fcs report: {html.escape(output_uri)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}} img{{max-width:100%}}</style></head>
 <body>
 <h1>fcs job report</h1>
-<p>Output <code>{html.escape(output_uri)}</code>{f" from input <code>{html.escape(input_uri)}</code>" if input_uri else ""}:
+<p>Output <code>{html.escape(output_uri)}</code>{from_input}:
 <b id="count-ok">{statuses.count("ok")}</b> ok, <b id="count-error">{statuses.count("error")}</b> error,
 {table.num_rows} rows.</p>
 <h2>Summary</h2><table>{summary_rows or "<tr><td>no _summary.json</td></tr>"}</table>

@@ -61,7 +61,8 @@ class Sampler:
         if task == "style" and any(side % grid for side in self.options["size"]):
             # fail the job here, before any row: otherwise every row would become the same error row
             raise ValueError(f"config field 'task_options.size': {self.options['size']} is not a multiple of "
-                             f"{grid}, this model's grid; use e.g. {[max(grid, side // grid * grid) for side in self.options['size']]}")
+                             f"{grid}, this model's grid; use e.g. "
+                             f"{[max(grid, side // grid * grid) for side in self.options['size']]}")
         if task == "style":
             from fcs.constraints.style import load_clip_vision
 
@@ -95,7 +96,7 @@ class Sampler:
         seeds = [rows[i]["seed"] for i in todo]
         results = self._run(images, masks, prompts, seeds)
         finished, peak = time.time(), self._peak_mb()
-        for i, res in zip(todo, results):
+        for i, res in zip(todo, results, strict=False):
             row = rows[i]
             row.update(worker=self.worker, node=self.node, device=self.device, peak_mem_mb=peak,
                        started_at=started, finished_at=finished)
@@ -120,7 +121,7 @@ class Sampler:
             log.warning("batch of %d failed (%s); retrying items one by one", len(images), exc)
             self._free()
         out = []
-        for args in zip(images, masks, prompts, seeds):
+        for args in zip(images, masks, prompts, seeds, strict=True):
             try:
                 out.extend(run(self, *([a] for a in args)))
             except Exception as exc:  # noqa: BLE001
@@ -176,7 +177,7 @@ def _layers(s: Sampler, images, masks, prompts, seeds) -> list:
     from pipeline.tasks import regions
 
     out = []
-    for image, mask, seed in zip(images, masks, seeds):
+    for image, mask, seed in zip(images, masks, seeds, strict=True):
         started = time.perf_counter()
         lay = extract_layers(s.denoiser, image, regions(mask), s.config, rounds=s.options["rounds"],
                              samples=s.options["samples"], seed=seed)

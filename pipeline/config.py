@@ -93,7 +93,7 @@ class JobConfig:
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "JobConfig":
+    def from_dict(cls, values: dict) -> JobConfig:
         """Build from a plain dict (a YAML file merged with flags); unknown keys fail with their names."""
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
@@ -109,5 +109,5 @@ class JobConfig:
         out["sampler"] = self.sampler.to_dict()
         return out
 
-    def with_sampler(self, **changes: Any) -> "JobConfig":
+    def with_sampler(self, **changes: Any) -> JobConfig:
         return replace(self, sampler=replace(self.sampler, **changes))

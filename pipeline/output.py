@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -30,7 +30,7 @@ class Storage:
     endpoint: str | None = None
 
     @classmethod
-    def from_uri(cls, uri: str, endpoint: str | None = None) -> "Storage":
+    def from_uri(cls, uri: str, endpoint: str | None = None) -> Storage:
         """Parse ``uri``; for ``s3://`` the endpoint is ``endpoint`` or ``$AWS_ENDPOINT_URL`` (None = AWS)."""
         if not uri:
             raise ValueError("empty URI: give a local path or an s3://, gs:// or file:// URI")

@@ -12,8 +12,9 @@ The sampler actor runs a task through its function in ``pipeline.actor.RUNNERS``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

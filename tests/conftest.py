@@ -9,9 +9,9 @@ own fixtures on top of these.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -20,7 +20,8 @@ import torch
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--device", default="cpu", help="torch device for the fcs tests: cpu (default), cuda, cuda:1, mps")
-    parser.addoption("--torch-threads", type=int, default=1, help="torch intra-op threads in this process (0 = torch's default)")
+    parser.addoption("--torch-threads", type=int, default=1,
+                     help="torch intra-op threads in this process (0 = torch's default)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -30,8 +30,9 @@ def test_newton_batch_of_3_equals_3_single_runs(sd_math, make_problem, sample_in
     images, masks = make_problem(3, 48, 64)
     batch, single = _batch_and_singles(sd_math, images, masks, sample_inpaint, jacobian="jvp", eta=eta, **OPTIONS)
     assert torch.equal(batch[2], single[2])
-    for name, b, s in zip(("x0", "images", "nfe", "residuals"), batch, single):
-        assert (b.float() - s.float()).abs().max() <= 1e-4, f"{name}: max abs diff {(b.float() - s.float()).abs().max():.3g}"
+    for name, b, s in zip(("x0", "images", "nfe", "residuals"), batch, single, strict=True):
+        assert (b.float() - s.float()).abs().max() <= 1e-4, \
+            f"{name}: max abs diff {(b.float() - s.float()).abs().max():.3g}"
 
 
 def test_newton_fd_batch_within_stated_tolerance(sd, make_problem, sample_inpaint):

@@ -60,7 +60,8 @@ def test_fcs_inpaint_in_process_with_a_model_folder(photo, model_dirs, device, t
     out = tmp_path / "restored.png"
     code = main([
         "inpaint", "--image", str(image_path), "--mask", str(mask_path), "--out", str(out),
-        "--model", str(model_dirs["tiny-v"]), "--steps", "2", "--newton-steps", "1", "--device", device, "--dtype", "float32",
+        "--model", str(model_dirs["tiny-v"]), "--steps", "2", "--newton-steps", "1", "--device", device,
+        "--dtype", "float32",
     ])
     assert code == 0
     with Image.open(out) as written:

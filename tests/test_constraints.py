@@ -5,8 +5,8 @@ one batch = B single runs. Adding a constraint = adding one ``Case`` to ``CASES`
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
@@ -82,13 +82,15 @@ def _low_res(scale: int) -> Callable[..., dict]:
 
 CASES = [
     Case("latent-inpaint", LatentInpaint,
-         data=lambda den, x0: {"y": x0.clone(), "known": (_seeded((len(x0), 1, *x0.shape[2:]), 2).round() * 0.75 + 0.25).to(x0.device)},
+         data=lambda den, x0: {"y": x0.clone(),
+                               "known": (_seeded((len(x0), 1, *x0.shape[2:]), 2).round() * 0.75 + 0.25).to(x0.device)},
          build=lambda den, d: LatentInpaint(d["y"], d["known"])),
     Case("latent-inpaint-from-pixels", LatentInpaint,
          data=lambda den, x0: {"image": den.decode(x0).clamp(0, 1), "mask": _mask(len(x0)).to(x0.device)},
          build=lambda den, d: LatentInpaint.from_pixels(den, d["image"], d["mask"]),
          solution=lambda constraint, x0: constraint.target),
-    Case("pixel-inpaint", PixelInpaint, data=_pixel_data, build=lambda den, d: PixelInpaint(den.decode, d["image"], d["mask"])),
+    Case("pixel-inpaint", PixelInpaint, data=_pixel_data,
+         build=lambda den, d: PixelInpaint(den.decode, d["image"], d["mask"])),
     Case("pixel-inpaint-pixel-model", PixelInpaint, data=_pixel_data,
          build=lambda den, d: PixelInpaint(den.decode, d["image"], d["mask"]), model="pixel"),
     Case("super-resolution-x4", SuperResolution, data=_low_res(4),

@@ -49,7 +49,8 @@ def test_kept_pixels_are_bit_identical_and_size_round_trips(sd, size, soft):
 def test_without_compositing_kept_pixels_come_from_the_model(sd):
     """The composite is what keeps pixels exact: switched off, the decoder's output shows through."""
     image, mask = _photo(32, 48), _hole(32, 48)
-    (result,) = fcs.inpaint(sd, [image], [mask], seeds=[0], config=fcs.SamplerConfig(steps=2, newton_steps=1, composite=False))
+    (result,) = fcs.inpaint(sd, [image], [mask], seeds=[0],
+                            config=fcs.SamplerConfig(steps=2, newton_steps=1, composite=False))
     assert result.image.shape == image.shape
     assert (result.image[mask == 0] != image[mask == 0]).any()
 
@@ -76,7 +77,8 @@ def test_v_prediction_and_pixel_space_models_run_end_to_end(name, fcs_cache, dev
     else:
         assert not denoiser.is_latent and denoiser.encode_prompt([""]) is None
     image, mask = _photo(30, 42), _hole(30, 42)
-    results = fcs.inpaint(denoiser, [image, image], [mask, mask], seeds=[0, 1], config=fcs.SamplerConfig(steps=3, newton_steps=2))
+    results = fcs.inpaint(denoiser, [image, image], [mask, mask], seeds=[0, 1],
+                          config=fcs.SamplerConfig(steps=3, newton_steps=2))
     for result in results:
         assert result.error is None and result.image.shape == (30, 42, 3)
         np.testing.assert_array_equal(result.image[mask == 0], image[mask == 0])
@@ -150,9 +152,10 @@ def test_pipeline_lists_and_seeds_match_inpaint(sd):
     pipe = fcs.FastConstrainedInpaintPipeline(sd)
     images = [_photo(32, 32, seed=i) for i in range(2)]
     masks = [Image.fromarray((_hole(32, 32) * 255).astype(np.uint8))] * 2
-    out = pipe(image=[Image.fromarray(x) for x in images], mask_image=masks, num_inference_steps=2, newton_steps=1, seed=5)
+    out = pipe(image=[Image.fromarray(x) for x in images], mask_image=masks, num_inference_steps=2, newton_steps=1,
+               seed=5)
     direct = fcs.inpaint(sd, images, [_hole(32, 32)] * 2, seeds=[5, 6], config=FAST)
-    for got, want in zip(out.images, direct):
+    for got, want in zip(out.images, direct, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want.image)
 
 
@@ -160,7 +163,8 @@ def test_pipeline_from_an_existing_diffusers_pipeline(model_dirs, device, sd):
     """from_pipe reuses the components of a diffusers SD pipeline: same weights, same output."""
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(model_dirs["tiny"], safety_checker=None, requires_safety_checker=False).to(device)
+    pipe = DiffusionPipeline.from_pretrained(model_dirs["tiny"], safety_checker=None,
+                                             requires_safety_checker=False).to(device)
     ours = fcs.FastConstrainedInpaintPipeline.from_pipe(pipe)
     assert ours.denoiser.unet is pipe.unet
     image = Image.fromarray(_photo(32, 32))

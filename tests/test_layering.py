@@ -22,7 +22,9 @@ def _imported_modules(path: Path) -> set[str]:
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__"):
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "import_module", "__import__"
+        ):
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 names.add(node.args[0].value.split(".")[0])
     return names
@@ -47,14 +49,16 @@ def test_pipeline_sources_never_import_jobs():
 def test_the_scanner_sees_lazy_imports(tmp_path):
     """The check above can fail: an import inside a function is found."""
     source = tmp_path / "lazy.py"
-    source.write_text("def f():\n    import ray.data\n    from jobs.cli import main\n    importlib.import_module('s3fs')\n")
+    source.write_text("def f():\n    import ray.data\n    from jobs.cli import main\n"
+                      "    importlib.import_module('s3fs')\n")
     assert _imported_modules(source) >= {"ray", "jobs", "s3fs"}
 
 
 def _modules_after(code: str) -> set[str]:
     script = f"import sys, json\n{code}\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
 

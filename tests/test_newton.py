@@ -94,13 +94,15 @@ def _early_stop_problem(make_problem):
 
 
 @pytest.mark.parametrize("jacobian", ["fd", "jvp"])
-def test_early_stop_skips_forwards_for_an_item_already_within_tol(sd_math, make_problem, sample_inpaint, count_unet, jacobian):
+def test_early_stop_skips_forwards_for_an_item_already_within_tol(sd_math, make_problem, sample_inpaint, count_unet,
+                                                                   jacobian):
     """Acceptance 7b: with tol, an item whose residual is already <= tol costs S forwards instead of
     S·(1 + 2K); the other items still cost the full S·(1 + 2K), and the hook agrees."""
     steps, k, tol = 3, 2, 1e-3
     images, masks = _early_stop_problem(make_problem)
     with count_unet(sd_math) as seen:
-        result, _ = sample_inpaint(sd_math, images, masks, SEEDS, steps=steps, newton_steps=k, tol=tol, jacobian=jacobian)
+        result, _ = sample_inpaint(sd_math, images, masks, SEEDS, steps=steps, newton_steps=k, tol=tol,
+                                   jacobian=jacobian)
     full = steps * (1 + 2 * k)
     assert result.residuals[1].max() <= tol
     assert (result.residuals[[0, 2]] > tol).all()

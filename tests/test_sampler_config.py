@@ -65,7 +65,8 @@ def test_round_trip_through_a_dict():
 
 def test_defaults_are_the_papers():
     config = SamplerConfig()
-    assert (config.method, config.steps, config.newton_steps, config.h, config.jacobian) == ("newton", 20, 5, 0.005, "auto")
+    assert (config.method, config.steps, config.newton_steps, config.h,
+            config.jacobian) == ("newton", 20, 5, 0.005, "auto")
     assert config.nfe_per_item == 220
     assert config.composite is True
     from fcs.samplers import learning_rates

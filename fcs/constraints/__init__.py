@@ -2,7 +2,17 @@
 
 from fcs.constraints.base import Constraint, per_item_max
 from fcs.constraints.latent_inpaint import LatentInpaint
-from fcs.constraints.projection import EncoderSuperResolution, ProjectedConstraint
 from fcs.constraints.pixel import ImageLoss, PixelInpaint, SuperResolution, downsample
+from fcs.constraints.projection import EncoderSuperResolution, ProjectedConstraint
 
-__all__ = ["Constraint", "EncoderSuperResolution", "ProjectedConstraint", "ImageLoss", "LatentInpaint", "PixelInpaint", "SuperResolution", "downsample", "per_item_max"]
+__all__ = [
+    "Constraint",
+    "EncoderSuperResolution",
+    "ProjectedConstraint",
+    "ImageLoss",
+    "LatentInpaint",
+    "PixelInpaint",
+    "SuperResolution",
+    "downsample",
+    "per_item_max",
+]

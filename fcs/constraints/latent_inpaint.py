@@ -21,7 +21,7 @@ class LatentInpaint(Constraint):
         self.target, self.known = target.float(), known.float()
 
     @classmethod
-    def from_pixels(cls, denoiser, image: Tensor, mask: Tensor) -> "LatentInpaint":
+    def from_pixels(cls, denoiser, image: Tensor, mask: Tensor) -> LatentInpaint:
         """Build from pixels: image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) in [0, 1] with
         white = regenerate (diffusers convention). H and W must be multiples of the VAE factor.
 

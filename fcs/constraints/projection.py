@@ -7,7 +7,7 @@ decode, two encodes), never a backward pass; the price is the encoder's approxim
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

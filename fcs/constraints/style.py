@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,17 +35,19 @@ class StyleLoss:
 
     def _grams(self, images: Tensor) -> list[Tensor]:
         param = next(self.clip.parameters())
-        x = F.interpolate(images.float(), size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(images.float(), size=(self.size, self.size), mode="bilinear", antialias=True,
+                          align_corners=False)
         mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
         hidden = self.clip(pixel_values=((x - mean) / std).to(param.dtype), output_hidden_states=True).hidden_states
         return [gram(hidden[i].float()) for i in self.layers]
 
     def __call__(self, images: Tensor) -> Tensor:
-        return sum((g - t).pow(2).flatten(1).mean(1) for g, t in zip(self._grams(images), self.targets))
+        return sum((g - t).pow(2).flatten(1).mean(1) for g, t in zip(self._grams(images), self.targets, strict=True))
 
 
-def load_clip_vision(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def load_clip_vision(model: str, device: str | torch.device = "cpu",
+                     dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A transformers ``CLIPVisionModel`` from a hub id or local folder (safetensors only)."""
     from transformers import CLIPVisionModel
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -61,7 +61,7 @@ def ddim_step(
 def steps_with_prev(denoiser, steps: int) -> list[tuple[int, int | None]]:
     """Pairs (t, t_prev) for the outer loop; t_prev is None on the last step (output x̂0)."""
     ts = denoiser.timesteps(steps)
-    return list(zip(ts, ts[1:] + [None]))
+    return list(zip(ts, ts[1:] + [None], strict=True))
 
 
 def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:

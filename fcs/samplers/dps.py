@@ -6,7 +6,7 @@ Cost: S UNet forwards plus S UNet backward passes, at training-level activation 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -14,7 +14,7 @@ DDIM step. Cost: S·(1 + 2K) UNet forwards and no UNet backward pass.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

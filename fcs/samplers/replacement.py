@@ -6,7 +6,7 @@ Needs a constraint with ``target`` (y) and ``known`` (M), i.e. :class:`LatentInp
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -32,7 +32,9 @@ def replacement(
     The known-region noise comes from ``gens`` (per item) so results do not depend on the batch.
     """
     if not hasattr(constraint, "known") or not hasattr(constraint, "target"):
-        raise TypeError(f"replacement needs an inpainting constraint with known/target, got {type(constraint).__name__}")
+        raise TypeError(
+            f"replacement needs an inpainting constraint with known/target, got {type(constraint).__name__}"
+        )
     if gens is None:
         raise ValueError("replacement needs per-item generators (gens) for the known-region noise")
     known, y = constraint.known, constraint.target

@@ -75,7 +75,8 @@ class LocalCluster:
         while not client.get_job_status(job).is_terminal():
             if time.time() > deadline:
                 client.stop_job(job)
-                pytest.fail(f"job {job} ({entrypoint}) did not finish in {timeout_s:.0f}s:\n{client.get_job_logs(job)[-4000:]}")
+                pytest.fail(f"job {job} ({entrypoint}) did not finish in {timeout_s:.0f}s:\n"
+                            f"{client.get_job_logs(job)[-4000:]}")
             time.sleep(0.5)
         return str(client.get_job_status(job).value), client.get_job_logs(job)
 
@@ -118,7 +119,8 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory, fcs_cache: Path):
     root = tmp_path_factory.mktemp("cluster")
     ray_tmp = tempfile.mkdtemp(prefix="fcsray-", dir="/tmp")  # short: Ray's socket paths live under it
     # Nodes start from this process's environment; these make each one look like its own machine.
-    base = dict(FAKE_AWS, FCS_CACHE=str(fcs_cache), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    base = dict(FAKE_AWS, FCS_CACHE=str(fcs_cache),
+                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 RAY_DATA_DISABLE_PROGRESS_BARS="1")
     head_cache = root / "head-cache"
     gpu_nodes = {}

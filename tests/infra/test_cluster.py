@@ -37,7 +37,8 @@ def _folder_dataset(root: Path, n: int, size: int = 64) -> list[str]:
 def _output_rows(out: Path) -> list[dict]:
     files = sorted(out.glob("part-*.parquet"))
     assert files, f"no part-*.parquet in {out}"
-    return [row for f in files for row in pq.read_table(f, columns=["id", "status", "error", "node", "nfe"]).to_pylist()]
+    return [row for f in files
+            for row in pq.read_table(f, columns=["id", "status", "error", "node", "nfe"]).to_pylist()]
 
 
 @pytest.mark.slow
@@ -64,7 +65,8 @@ def test_restore_job_through_jobs_api_writes_every_id_once_and_resumes(local_clu
 
 
 @pytest.mark.slow
-def test_model_from_s3_is_downloaded_once_per_node_not_per_actor(local_cluster, s3_endpoint: str, tmp_path: Path) -> None:
+def test_model_from_s3_is_downloaded_once_per_node_not_per_actor(local_cluster, s3_endpoint: str,
+                                                                 tmp_path: Path) -> None:
     import s3fs
 
     from fcs.tiny import build_tiny_sd

@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import pytest
+from venv_tools import venv_tool
 
 from jobs.cli import main
-from venv_tools import venv_tool
 
 
 def _fcs() -> list[str]:
@@ -43,7 +43,8 @@ def test_doctor_require_gpu_fails_without_one(capsys) -> None:
     assert "PROBLEM:   no GPU" in capsys.readouterr().out
 
 
-def test_doctor_checks_storage_and_reports_the_model_cache(s3_endpoint, model_dirs, tmp_path, monkeypatch, capsys) -> None:
+def test_doctor_checks_storage_and_reports_the_model_cache(s3_endpoint, model_dirs, tmp_path, monkeypatch,
+                                                           capsys) -> None:
     import s3fs
 
     from pipeline.model_cache import stage_model

@@ -17,9 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-
 from infra_helpers import INFRA, REPO, load_yaml, parse_fcs
+from packaging.requirements import Requirement
 
 KUBERAY = ("infra/kuberay/raycluster.yaml", "infra/kuberay/rayjob.yaml")
 JOB_FLAGS = ("input", "output", "model", "actors", "batch_size")
@@ -188,7 +187,8 @@ def test_kuberay_gpu_workers_images_volumes_and_secrets(path: str, dockerfile, p
         assert pod["securityContext"]["runAsUser"] == uid and pod["securityContext"]["runAsNonRoot"] is True
         values = {e["name"]: e for e in container["env"]}
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            assert "secretKeyRef" in values[key]["valueFrom"] and "value" not in values[key], f"{group}: {key} from a Secret"
+            assert "secretKeyRef" in values[key]["valueFrom"] and "value" not in values[key], \
+                f"{group}: {key} from a Secret"
         for key in ("FCS_MODEL_CACHE", "HF_HOME"):
             assert values[key]["value"] == env[key], f"{group}: {key} differs from the Dockerfile"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -219,7 +219,7 @@ def _gpus_up(spec: dict) -> int:
 def test_rayjob_runs_the_fcs_cli_on_the_raycluster_spec() -> None:
     job, cluster = load_yaml(KUBERAY[1]), load_yaml(KUBERAY[0])
     same = copy.deepcopy(job["spec"]["rayClusterSpec"])
-    for group, reference in zip(same["workerGroupSpecs"], cluster["spec"]["workerGroupSpecs"]):
+    for group, reference in zip(same["workerGroupSpecs"], cluster["spec"]["workerGroupSpecs"], strict=False):
         group["replicas"] = reference["replicas"]  # the one allowed difference: start at --actors
     assert same == cluster["spec"], "rayjob.yaml and raycluster.yaml drifted apart"
     assert job["spec"]["shutdownAfterJobFinishes"] is True
@@ -227,7 +227,8 @@ def test_rayjob_runs_the_fcs_cli_on_the_raycluster_spec() -> None:
     assert argv[:3] == ["fcs", "run", "restore"]
     args = parse_fcs(argv)
     assert all(getattr(args, flag) is not None for flag in JOB_FLAGS), vars(args)
-    assert args.actors <= _gpus_up(job["spec"]["rayClusterSpec"]), "KubeRay submits once the workers are up: all must fit"
+    assert args.actors <= _gpus_up(job["spec"]["rayClusterSpec"]), \
+        "KubeRay submits once the workers are up: all must fit"
 
 
 # -- Ray cluster launcher (AWS) ---------------------------------------------------------------

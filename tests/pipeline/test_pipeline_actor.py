@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from pipeline_testdata import FAST, hole, photo, png
 
 from pipeline.actor import OUTPUT_COLUMNS, Sampler
 from pipeline.stages import prepare
 from pipeline.storage import Storage
-from pipeline_testdata import FAST, hole, photo, png
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,8 @@ def test_restores_a_batch_and_records_metrics(sampler, tmp_path):
 
 
 def test_error_rows_pass_through_untouched(sampler, tmp_path):
-    rows = [{"id": "bad", "image": b"nope", "mask": png(hole())}, {"id": "good", "image": png(photo()), "mask": png(hole())}]
+    rows = [{"id": "bad", "image": b"nope", "mask": png(hole())},
+            {"id": "good", "image": png(photo()), "mask": png(hole())}]
     out = sampler(_batch(rows, tmp_path))
     assert out["error"][0].startswith("decode:") and out["out"][0] is None and out["worker"][0] is None
     assert out["error"][1] is None and out["out"][1] is not None

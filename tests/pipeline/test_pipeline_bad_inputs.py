@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from jobs import restore
 from pipeline_testdata import bad_input_rows, check_outcomes, hole, photo, png, read_rows, write_shards
+
+from jobs import restore
 
 
 def test_bad_parquet_rows_through_the_cli(ray_address, tmp_path, capsys):
@@ -36,7 +37,8 @@ def test_folder_with_orphans_and_bad_files(ray_address, tmp_path):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (masks / "broken.png").write_bytes(png(hole()))
     out = tmp_path / "out"
-    assert restore.main(["--input", str(tmp_path / "in"), "--output", str(out), "--steps", "2", "--newton-steps", "1"]) == 0
+    assert restore.main(["--input", str(tmp_path / "in"), "--output", str(out),
+                         "--steps", "2", "--newton-steps", "1"]) == 0
     check_outcomes(read_rows(str(out)), {
         "good": "ok", "no-mask": "read: mask is missing", "no-image": "read: image is missing",
         "broken": "decode: cannot decode image",

@@ -9,11 +9,11 @@ import subprocess
 
 import numpy as np
 from PIL import Image
+from pipeline_testdata import read_rows
+from venv_tools import venv_tool
 
 from jobs import restore
 from jobs.demo import build_demo_dataset, demo_model, make_mask
-from pipeline_testdata import read_rows
-from venv_tools import venv_tool
 
 
 def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsys, caplog):
@@ -28,7 +28,8 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
     assert len(list((tmp_path / "demo-output" / "preview").glob("*.png"))) == 8
     printed = capsys.readouterr().out
     assert "8 ok, 0 error" in printed and "previews" in printed
-    assert re.search(r"hole PSNR, mean of 8 item\(s\).*: newton \d+\.\d\d dB \| replacement baseline \d+\.\d\d dB", printed)
+    assert re.search(r"hole PSNR, mean of 8 item\(s\).*: newton \d+\.\d\d dB "
+                     r"\| replacement baseline \d+\.\d\d dB", printed)
     assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0  # a rerun resumes: nothing to do
     assert "this run: 0 rows" in capsys.readouterr().out
 

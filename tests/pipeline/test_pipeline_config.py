@@ -47,7 +47,8 @@ def test_flags_override_the_config_file(tmp_path):
 def test_shipped_config_files_are_valid():
     for path in sorted(restore.CONFIGS.glob("*.yaml")):
         values = load_yaml(path)
-        JobConfig.from_dict({"input": "x", "output": "y", **{k: v for k, v in values.items() if k not in ("input", "output")}})
+        JobConfig.from_dict({"input": "x", "output": "y",
+                             **{k: v for k, v in values.items() if k not in ("input", "output")}})
 
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pipeline_testdata import assert_exactly_once, good_rows, read_rows, write_shards
 
 import pipeline
 from pipeline import output
 from pipeline.config import JobConfig
 from pipeline.storage import Storage
-from pipeline_testdata import assert_exactly_once, good_rows, read_rows, write_shards
 
 SLOWER = {"steps": 6, "newton_steps": 2}  # ~1 s per batch: slow enough to be killed midway
 

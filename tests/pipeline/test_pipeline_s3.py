@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import s3fs
 from PIL import Image
+from pipeline_testdata import FAST, assert_exactly_once, good_rows, read_rows
 
 import pipeline
 from pipeline.config import JobConfig
-from pipeline_testdata import FAST, assert_exactly_once, good_rows, read_rows
 
 
 def test_s3_end_to_end(ray_address, s3_endpoint, bucket, monkeypatch, model_dirs):
@@ -23,7 +23,8 @@ def test_s3_end_to_end(ray_address, s3_endpoint, bucket, monkeypatch, model_dirs
     rows[3]["prompt"], rows[3]["seed"] = "a red door", 1234
     for k in range(0, 10, 4):
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist([{**r, "prompt": r.get("prompt"), "seed": r.get("seed")} for r in rows[k:k + 4]]), buf)
+        pq.write_table(pa.Table.from_pylist([{**r, "prompt": r.get("prompt"), "seed": r.get("seed")}
+                                             for r in rows[k:k + 4]]), buf)
         fs.pipe_file(f"{bucket}/in/shard-{k // 4}.parquet", buf.getvalue())
     # The endpoint reaches the job only through the standard variable on the driver; the job hands
     # it to s3fs and pyarrow explicitly, in the driver and in every Ray worker.
@@ -33,7 +34,8 @@ def test_s3_end_to_end(ray_address, s3_endpoint, bucket, monkeypatch, model_dirs
                     sampler=FAST)
     summary = pipeline.run(cfg)
 
-    assert (summary["inputs"], summary["ok"], summary["error"], summary["pending"], summary["duplicates"]) == (10, 10, 0, 0, 0)
+    assert (summary["inputs"], summary["ok"], summary["error"], summary["pending"],
+            summary["duplicates"]) == (10, 10, 0, 0, 0)
     table = read_rows(f"s3://{bucket}/out", columns=None, endpoint=s3_endpoint)
     assert_exactly_once(table, [r["id"] for r in rows])
     for row in table.to_pylist():

@@ -11,11 +11,11 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pipeline_testdata import FAST, assert_exactly_once, good_rows, read_rows
+from venv_tools import venv_tool
 
 import pipeline
 from pipeline.config import JobConfig
-from pipeline_testdata import FAST, assert_exactly_once, good_rows, read_rows
-from venv_tools import venv_tool
 
 PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
          "s3.port", "s3.port.grpc", "webdav.port", "admin.port", "admin.port.grpc", "s3.port.iceberg")
@@ -33,7 +33,8 @@ def seaweed(tmp_path):
     import s3fs
 
     ports = {name: _free_port() for name in PORTS}
-    args = [venv_tool("weed"), "mini", f"-dir={tmp_path / 'weed'}", "-ip=127.0.0.1", "-admin.ui=false", "-master.telemetry=false"]
+    args = [venv_tool("weed"), "mini", f"-dir={tmp_path / 'weed'}", "-ip=127.0.0.1", "-admin.ui=false",
+            "-master.telemetry=false"]
     (tmp_path / "weed").mkdir()
     with open(tmp_path / "weed.log", "wb") as log:
         proc = subprocess.Popen(args + [f"-{k}={v}" for k, v in ports.items()], stdout=log, stderr=subprocess.STDOUT)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pipeline_testdata import good_rows, hole, photo, png, write_shards
 
 from pipeline.sources import discover, drop_done
 from pipeline.storage import Storage
-from pipeline_testdata import good_rows, hole, photo, png, write_shards
 
 
 def test_parquet_shards_are_found_recursively_skipping_hidden(tmp_path):
@@ -56,7 +56,8 @@ def test_folder_matches_masks_by_stem_and_keeps_orphans(tmp_path):
     inputs = discover(Storage.from_uri(str(tmp_path)))
     rows = {r["id"]: r for r in inputs.listing.to_pylist()}
     assert sorted(rows) == ["a", "no-image", "no-mask", "sub/b"]
-    assert rows["sub/b"]["image_path"].endswith("images/sub/b.jpg") and rows["sub/b"]["mask_path"].endswith("masks/sub/b.png")
+    assert (rows["sub/b"]["image_path"].endswith("images/sub/b.jpg")
+            and rows["sub/b"]["mask_path"].endswith("masks/sub/b.png"))
     assert rows["no-mask"]["mask_path"] is None and rows["no-image"]["image_path"] is None
 
 

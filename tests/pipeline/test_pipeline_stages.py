@@ -7,11 +7,11 @@ import io
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+from pipeline_testdata import bad_input_rows, hole, photo, png
 
 from pipeline.output import OUTPUT_SCHEMA
 from pipeline.stages import PREPARED_SCHEMA, default_seed, encode, one_line, prepare
 from pipeline.storage import Storage
-from pipeline_testdata import bad_input_rows, hole, photo, png
 
 
 def _prepare(rows, tmp_path, **kw) -> dict:

@@ -36,7 +36,7 @@ def test_bad_uris_say_what_is_expected():
 
 def test_pickles_without_filesystems(tmp_path):
     s = Storage.from_uri(str(tmp_path))
-    s.fs, s.arrow_fs  # build both
+    _ = s.fs, s.arrow_fs  # build both
     clone = pickle.loads(pickle.dumps(s))
     assert clone == s and "_fs" not in clone.__dict__
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
+from pipeline_testdata import FAST, assert_exactly_once, photo, png, read_rows, write_shards
 
 import pipeline
 from jobs import batch, layers, style, superres
@@ -21,7 +22,6 @@ from pipeline.output import LAYERS_SCHEMA, read_output
 from pipeline.stages import prepare
 from pipeline.storage import Storage
 from pipeline.tasks import MAX_REGIONS, TASKS, regions
-from pipeline_testdata import FAST, assert_exactly_once, photo, png, read_rows, write_shards
 
 FAST_FLAGS = ["--steps", "2", "--newton-steps", "1", "--batch-size", "2"]
 

@@ -14,9 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def main(workdir: Path) -> None:
     import ray
-    from ray.cluster_utils import Cluster
-
     from pipeline_testdata import good_rows, write_shards
+    from ray.cluster_utils import Cluster
 
     logging.basicConfig(level=logging.INFO)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=2, num_gpus=1, object_store_memory=200 * 2**20,

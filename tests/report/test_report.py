@@ -38,7 +38,8 @@ def finished_job(tmp_path):
         (inp / "masks" / f"item{i}.png").write_bytes(_png(mask))
         ok = i != 3
         rows.append({
-            "id": f"item{i}", "status": "ok" if ok else "error", "error": None if ok else "decode: cannot decode image: truncated",
+            "id": f"item{i}", "status": "ok" if ok else "error",
+            "error": None if ok else "decode: cannot decode image: truncated",
             "image": {"bytes": _png(255 - rgb), "path": f"item{i}.png"} if ok else None,
             "sample_s": 0.5 + 0.1 * i if ok else None, "batch_size": 2, "nfe": 220 if ok else None,
             "residual_init": 1.0, "residual_final": 0.01, "peak_mem_mb": 100.0, "worker": f"actor-{i % 2}",
@@ -76,7 +77,8 @@ def test_report_on_missing_output_fails_clearly(tmp_path, capsys):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium on this machine (make test installs it where apt-get works)")
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="no headless Chromium on this machine (make test installs it where apt-get works)")
 def test_report_renders_in_headless_chromium(finished_job, tmp_path):
     inp, out = finished_job
     target = tmp_path / "report.html"

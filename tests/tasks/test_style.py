@@ -38,7 +38,7 @@ def test_style_sampling_lowers_gram_distance(sd, clip, reference):
                     config=SamplerConfig(method="ddim", steps=4, guidance_scale=3.0))
     loss = StyleLoss(clip, rgb_to_tensor(reference)[None].to(sd.device))
     with torch.no_grad():
-        for s, p in zip(styled, plain):
+        for s, p in zip(styled, plain, strict=True):
             assert s.image.shape == (64, 64, 3)
             styled_d = float(loss(rgb_to_tensor(s.image)[None].to(sd.device)))
             plain_d = float(loss(rgb_to_tensor(p.image)[None].to(sd.device)))
