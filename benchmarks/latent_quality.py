@@ -26,6 +26,9 @@ import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from layers_iou import iou  # noqa: E402
+
 RESULTS = HERE / "results"
 INPAINT = ("box", "strokes", "half")
 SR = ("sr2", "sr4")
@@ -157,14 +160,9 @@ def layers_rows(den, n: int, steps: int) -> list[dict]:
         start = time.perf_counter()
         layers = extract_layers(den, x, [rough], SamplerConfig(steps=steps, newton_steps=3), rounds=2, samples=4,
                                 seed=i)
-        rows.append({"iou_estimate": _iou(layers.alpha, alpha), "iou_rough": _iou(rough, alpha), "nfe": layers.nfe,
+        rows.append({"iou_estimate": iou(layers.alpha, alpha), "iou_rough": iou(rough, alpha), "nfe": layers.nfe,
                      "seconds": time.perf_counter() - start})
     return rows
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0.5, b > 0.5
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def main() -> None:
