@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-METHODS = ("newton", "dps", "replacement", "ddim")
+from fcs.samplers import JACOBIANS, SAMPLERS
+from fcs.samplers.common import STEPS
+from fcs.samplers.newton import FD_STEP, NEWTON_STEPS
+
+METHODS = tuple(SAMPLERS)  # newton, dps, replacement, ddim
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -35,10 +39,10 @@ class SamplerConfig:
     """
 
     method: str = "newton"
-    steps: int = 20
-    newton_steps: int = 5
+    steps: int = STEPS
+    newton_steps: int = NEWTON_STEPS
     lr: float | tuple[float, ...] | None = None
-    h: float = 0.005
+    h: float = FD_STEP
     jacobian: str = "auto"
     tol: float | None = None
     eta: float = 0.0
@@ -67,8 +71,8 @@ class SamplerConfig:
             _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
         if not 0 < self.h < 1:
             _fail("h", self.h, "a float in (0, 1)")
-        if self.jacobian not in ("auto", "fd", "jvp"):
-            _fail("jacobian", self.jacobian, "'auto', 'fd' or 'jvp'")
+        if self.jacobian not in JACOBIANS:
+            _fail("jacobian", self.jacobian, f"one of {', '.join(map(repr, JACOBIANS))}")
         if self.tol is not None and self.tol < 0:
             _fail("tol", self.tol, "None or a float >= 0")
         if not 0 <= self.eta <= 1:

@@ -15,9 +15,7 @@ from fcs.config import SamplerConfig
 from fcs.constraints import LatentInpaint
 from fcs.denoiser import Denoiser
 from fcs.images import composite, pad_to_multiple, rgb_to_tensor, tensor_to_rgb
-from fcs.run import ItemResult, group_by_size, item_result, sample_and_decode
-
-InpaintResult = ItemResult  # the inpainting task returns the shared per-item result
+from fcs.sample import ItemResult, group_by_size, item_result, sample_and_decode
 
 
 def check_pair(rgb: np.ndarray, mask: np.ndarray) -> None:
@@ -40,7 +38,7 @@ def inpaint(
     seeds: Sequence[int] | None = None,
     config: SamplerConfig = SamplerConfig(),  # noqa: B008 - frozen dataclass, safe to share as a default
     show_progress: bool = False,
-) -> list[InpaintResult]:
+) -> list[ItemResult]:
     """Inpaint a batch; items of equal size share one sampler call, others run in their own group.
 
     Args:
@@ -55,7 +53,7 @@ def inpaint(
         raise ValueError("images, masks, prompts and seeds must have the same length")
     for rgb, mask in zip(images, masks, strict=True):
         check_pair(rgb, mask)
-    results: list[InpaintResult | None] = [None] * n
+    results: list[ItemResult | None] = [None] * n
     for idx in group_by_size(images):
         group = _inpaint_group(
             denoiser,
@@ -67,7 +65,7 @@ def inpaint(
     return results  # type: ignore[return-value]
 
 
-def _inpaint_group(denoiser, images, masks, prompts, seeds, config, show_progress) -> list[InpaintResult]:
+def _inpaint_group(denoiser, images, masks, prompts, seeds, config, show_progress) -> list[ItemResult]:
     h, w = images[0].shape[:2]
     multiple = denoiser.size_multiple
     image_t = pad_to_multiple(torch.stack([rgb_to_tensor(x) for x in images]), multiple)

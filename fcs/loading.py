@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -41,6 +42,7 @@ def resolve_device(device: str | None) -> str:
 BUILT = {"tiny": "build_tiny_sd", "tiny-v": "build_tiny_sd_v", "tiny-pixel": "build_tiny_pixel"}  # fcs.tiny builders
 SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, committed with the package
 BUILTIN = (*BUILT, *SHIPPED)
+TINY_CLIP = "tiny-clip"  # built-in random-weight CLIP vision model for style jobs (tests, --smoke)
 
 
 def builtin_models() -> list[dict]:
@@ -72,6 +74,27 @@ def resolve_model(model: str | Path) -> str:
     if not (path / "model_index.json").exists():
         log.info("writing built-in random-weight model %r to %s", name, path)
         getattr(tiny, BUILT[name])(path)
+    return str(path)
+
+
+def resolve_clip(model: str) -> str:
+    """Map 'tiny-clip' to its folder, written on first use and published with one rename (so
+    concurrent workers never load a half-written folder); hub ids and local folders pass through."""
+    if model != TINY_CLIP:
+        return model
+    from fcs.tiny import build_tiny_clip_vision
+
+    path = cache_dir() / TINY_CLIP
+    while not (path / "config.json").exists():
+        partial = path.with_name(f".{TINY_CLIP}.partial-{os.getpid()}")
+        log.info("writing built-in random-weight CLIP vision model to %s", path)
+        build_tiny_clip_vision(partial)
+        try:
+            os.rename(partial, path)
+        except OSError:  # published by another process meanwhile, or an interrupted older build
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (path / "config.json").exists():
+                shutil.rmtree(path, ignore_errors=True)
     return str(path)
 
 

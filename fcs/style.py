@@ -13,9 +13,11 @@ from fcs.constraints import ImageLoss
 from fcs.constraints.style import StyleLoss
 from fcs.denoiser import Denoiser
 from fcs.images import rgb_to_tensor, tensor_to_rgb
-from fcs.run import ItemResult, item_result, sample_and_decode
+from fcs.sample import ItemResult, item_result, sample_and_decode
 
 STYLE_DEFAULTS = SamplerConfig(guidance_scale=3.0)
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"  # the CLIP vision model whose early features define style
+DEFAULT_SIZE = (512, 512)
 
 
 def stylize(
@@ -23,7 +25,7 @@ def stylize(
     clip: torch.nn.Module,
     references: Sequence[np.ndarray],
     prompts: Sequence[str],
-    size: tuple[int, int] = (512, 512),
+    size: tuple[int, int] = DEFAULT_SIZE,
     seeds: Sequence[int] | None = None,
     config: SamplerConfig = STYLE_DEFAULTS,
     show_progress: bool = False,

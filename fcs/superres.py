@@ -16,17 +16,18 @@ from fcs.config import SamplerConfig
 from fcs.constraints import EncoderSuperResolution, SuperResolution
 from fcs.denoiser import Denoiser
 from fcs.images import pad_to_multiple, rgb_to_tensor, tensor_to_rgb
-from fcs.run import ItemResult, group_by_size, item_result, sample_and_decode
+from fcs.sample import ItemResult, group_by_size, item_result, sample_and_decode
 
 SR_DEFAULTS = SamplerConfig(newton_steps=10, lr=0.1)  # the paper's super-resolution setting
 SCALES = (2, 4, 8)
+DEFAULT_SCALE = 4
 VARIANTS = ("decoder", "encoder")
 
 
 def superres(
     denoiser: Denoiser,
     images: Sequence[np.ndarray],
-    scale: int = 4,
+    scale: int = DEFAULT_SCALE,
     prompts: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     config: SamplerConfig = SR_DEFAULTS,

@@ -1,7 +1,5 @@
-"""What every ``fcs run <task>`` job shares: its flags, its config merging, running it, its exit code.
-
-A job module (``jobs/restore.py``, ``jobs/superres.py``, ...) is a :class:`Job`: the task, one
-sentence for ``--help``, its task-option flags, and what ``--smoke`` sets.
+"""``fcs run <task>``: its flags, its config merging, running it, its exit code, for every task of
+:data:`pipeline.tasks.TASKS` (the task's options become flags, its ``about`` and ``examples`` the help).
 
 Exit codes: 0 done (error rows included; they are reported), 1 the job failed or ids are missing or
 duplicated in the output, 2 bad configuration or input (nothing was run).
@@ -14,77 +12,57 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from fcs.config import SamplerConfig
+from fcs.loading import BUILTIN
+from pipeline.tasks import TASKS, Task
+
 CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")
+# job fields with a flag of the same name (--batch-size sets batch_size)
+JOB_FLAGS = ("input", "output", "model", "actors", "batch_size", "s3_endpoint", "prompt", "gpus_per_actor", "device",
+             "dtype", "limit")
+EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
+       "2 bad configuration or input (nothing was run)"
 
 
-@dataclass(frozen=True)
-class Option:
-    """A task-option flag: ``--scale`` sets ``task_options.scale``; extra goes to ``add_argument``."""
-
-    name: str
-    help: str
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-@dataclass(frozen=True)
-class Job:
-    """task: restore, superres, style or layers. about: the --help description. doc: the job
-    module's docstring (its examples become the --help epilog). options: task-option flags.
-    smoke: task options that --smoke sets unless given. demo: offer --demo (restore)."""
-
-    task: str
-    about: str
-    doc: str
-    options: tuple[Option, ...] = ()
-    smoke: dict = field(default_factory=dict)
-    demo: bool = False
-
-
-COMMON = {"input": "input", "output": "output", "model": "model", "actors": "actors", "batch_size": "batch_size",
-          "s3_endpoint": "s3_endpoint", "prompt": "prompt", "gpus_per_actor": "gpus_per_actor", "device": "device",
-          "dtype": "dtype", "limit": "limit"}
-
-
-def parser(job: Job) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"fcs run {job.task}", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description=job.about, epilog=job.doc.split("\n\n", 1)[1])
+def parser(task: Task) -> argparse.ArgumentParser:
+    defaults = SamplerConfig()
+    p = argparse.ArgumentParser(prog=f"fcs run {task.name}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description=task.about, epilog=f"examples:\n{task.examples}\n\n{EXIT}")
     p.add_argument("--input", help="Parquet shards or a folder with images/ (+ masks/) "
                                    "(path or s3://, gs://, file:// URI)")
     p.add_argument("--output", help="output folder or prefix (part-*.parquet, _summary.json); reruns resume")
-    p.add_argument("--model", help="hub id, local diffusers folder, or 'tiny' (built-in random-weight model)")
+    p.add_argument("--model", help=f"hub id, local diffusers folder, or a built-in name ({', '.join(BUILTIN)})")
     p.add_argument("--actors", type=int, help="sampler actors, one resident model each (default 1)")
     p.add_argument("--batch-size", type=int, help="items per sampler call (default 4)")
     p.add_argument("--config", type=Path,
-                   help=f"YAML job file (see jobs/configs/{job.task}.yaml); flags override it")
+                   help=f"YAML job file (see jobs/configs/{task.name}.yaml); flags override it")
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
-    p.add_argument("--steps", type=int, help="S outer DDIM steps (default 20)")
-    p.add_argument("--newton-steps", type=int, help="K inner Newton steps per outer step (default: the task's)")
+    p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {task.sampler.steps})")
+    p.add_argument("--newton-steps", type=int,
+                   help=f"K inner Newton steps per outer step (default {task.sampler.newton_steps}"
+                        + ("" if task.sampler.newton_steps == defaults.newton_steps else f" for {task.name}") + ")")
     p.add_argument("--prompt", help="prompt for rows without one (default empty)")
     p.add_argument("--gpus-per-actor", type=float, help="default auto: 1 when the cluster has GPUs, else CPU")
     p.add_argument("--device", help="torch device for the sampler (default auto)")
     p.add_argument("--dtype", help="auto (fp16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--limit", type=int, help="process at most this many pending items")
-    for opt in job.options:
-        extra = {"metavar": opt.name.upper(), **opt.extra}
-        p.add_argument(opt.flag, dest=f"option_{opt.name}", help=opt.help, **extra)
-    if job.demo:
-        p.add_argument("--demo", action="store_true", help="build a demo dataset from sample photos and run it locally")
+    for opt in task.options:
+        extra = {"metavar": opt.name.upper(), **opt.cli}
+        p.add_argument(opt.flag, dest=f"option_{opt.name}", help=f"{opt.help} (default {opt.default})", **extra)
+    if task.demo:
+        p.add_argument("--demo", action="store_true", help="build a demo dataset from held-out photos and run it "
+                                                           "locally")
     p.add_argument("--smoke", action="store_true",
                    help="one item end to end with few steps (tiny model unless --model)")
     return p
 
 
-def build_config(job: Job, args: argparse.Namespace):
+def build_config(task: Task, args: argparse.Namespace):
     """Defaults < --demo defaults < --config file < flags; validated (field named) before any model work."""
     from pipeline.config import JobConfig
 
@@ -94,12 +72,12 @@ def build_config(job: Job, args: argparse.Namespace):
         values.update(load_yaml(CONFIGS / "demo.yaml"))
     if args.config:
         values.update(load_yaml(args.config))
-    if values.setdefault("task", job.task) != job.task:
-        raise ValueError(f"config field 'task': the file says {values['task']!r} but this is fcs run {job.task}; "
+    if values.setdefault("task", task.name) != task.name:
+        raise ValueError(f"config field 'task': the file says {values['task']!r} but this is fcs run {task.name}; "
                          f"use fcs run {values['task']} or drop the key")
-    values.update({key: getattr(args, flag) for flag, key in COMMON.items() if getattr(args, flag) is not None})
+    values.update({key: getattr(args, key) for key in JOB_FLAGS if getattr(args, key) is not None})
     options = dict(values.get("task_options") or {})
-    options.update({o.name: getattr(args, f"option_{o.name}") for o in job.options
+    options.update({o.name: getattr(args, f"option_{o.name}") for o in task.options
                     if getattr(args, f"option_{o.name}") is not None})
     sampler = dict(values.get("sampler") or {})
     sampler.update({k: v for k, v in (("steps", args.steps), ("newton_steps", args.newton_steps)) if v is not None})
@@ -107,13 +85,13 @@ def build_config(job: Job, args: argparse.Namespace):
         values.setdefault("model", "tiny")
         values.setdefault("limit", 1)
         sampler.update({k: v for k, v in (("steps", 2), ("newton_steps", 1)) if getattr(args, k) is None})
-        options = {**job.smoke, **options}
+        options = {**task.smoke, **options}
     values["sampler"], values["task_options"] = sampler, options
     if demo or (args.smoke and "input" not in values):
         values = _demo_values(values, args, smoke=args.smoke)
     for key in ("input", "output"):
         if not values.get(key):
-            hint = " (or --demo / --smoke)" if job.demo else " (or --smoke)"
+            hint = " (or --demo / --smoke)" if task.demo else " (or --smoke)"
             raise ValueError(f"config field {key!r}: missing; give --{key} URI{hint}")
     return JobConfig.from_dict(values)
 
@@ -158,11 +136,13 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def main(job: Job, argv: list[str] | None = None) -> int:
-    args = parser(job).parse_args(argv)
-    name = f"fcs run {job.task}"
+def main(task: str, argv: list[str] | None = None) -> int:
+    """``fcs run <task> ARGV``; returns the exit code."""
+    spec = TASKS[task]
+    args = parser(spec).parse_args(argv)
+    name = f"fcs run {task}"
     try:
-        cfg = build_config(job, args)
+        cfg = build_config(spec, args)
     except ValueError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2

@@ -14,24 +14,29 @@ import logging
 import sys
 from pathlib import Path
 
-JOBS = {"restore": "jobs.restore", "superres": "jobs.superres", "style": "jobs.style", "layers": "jobs.layers"}
 COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level commands with their own parsers
 
 
 def _inpaint_parser(sub) -> None:
+    from fcs.config import METHODS, SamplerConfig
+    from fcs.samplers import JACOBIANS
+
+    defaults = SamplerConfig()
     p = sub.add_parser("inpaint", help="inpaint one image on this machine (no Ray)")
     p.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP/...)")
     p.add_argument("--mask", required=True, help="mask image, white = regenerate, black = keep")
     p.add_argument("--out", required=True, help="output PNG path")
-    p.add_argument("--model", default="tiny", help="hub id, local diffusers folder, or 'tiny' (built-in random model)")
+    p.add_argument("--model", default="photo",
+                   help="hub id, local diffusers folder, or a built-in name: 'photo' (trained, 128²), 'tiny' (random)")
     p.add_argument("--prompt", default="")
-    p.add_argument("--steps", type=int, default=20, help="S outer DDIM steps")
-    p.add_argument("--newton-steps", type=int, default=5, help="K inner Newton steps per outer step")
-    p.add_argument("--method", default="newton", choices=["newton", "dps", "replacement", "ddim"])
-    p.add_argument("--jacobian", default="auto", choices=["auto", "fd", "jvp"],
+    p.add_argument("--steps", type=int, default=defaults.steps, help="S outer DDIM steps")
+    p.add_argument("--newton-steps", type=int, default=defaults.newton_steps,
+                   help="K inner Newton steps per outer step")
+    p.add_argument("--method", default=defaults.method, choices=METHODS)
+    p.add_argument("--jacobian", default=defaults.jacobian, choices=JACOBIANS,
                    help="J·e: auto = finite difference in fp32, exact JVP in fp16/bf16")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guidance-scale", type=float, default=1.0)
+    p.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
     p.add_argument("--no-composite", action="store_true", help="do not paste the original kept pixels back")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), float32, float16, bfloat16")
@@ -65,17 +70,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(importlib.import_module(COMMANDS[argv[0]]).main(argv[1:]) or 0)
     if argv[:1] == ["run"]:
-        if len(argv) < 2 or argv[1] not in JOBS:
-            print(f"usage: fcs run {{{','.join(JOBS)}}} [options]", file=sys.stderr)
-            return 2
-        import importlib
+        from pipeline.tasks import TASKS
 
-        return int(importlib.import_module(JOBS[argv[1]]).main(argv[2:]) or 0)
+        if len(argv) < 2 or argv[1] not in TASKS:
+            print(f"usage: fcs run {{{','.join(TASKS)}}} [options]", file=sys.stderr)
+            return 2
+        from jobs import batch
+
+        return batch.main(argv[1], argv[2:])
+    from pipeline.tasks import TASKS
+
     parser = argparse.ArgumentParser(prog="fcs",
                                      description="Fast constrained sampling (inexact Newton) over diffusers models")
     sub = parser.add_subparsers(dest="command", required=True)
     _inpaint_parser(sub)
-    sub.add_parser("run", help=f"run a batch job on Ray: fcs run {{{','.join(JOBS)}}} --help")
+    sub.add_parser("run", help=f"run a batch job on Ray: fcs run {{{','.join(TASKS)}}} --help")
     sub.add_parser("doctor", help="check GPUs, versions, Ray cluster, storage and model cache: fcs doctor --help")
     sub.add_parser("report", help="HTML report of a finished job: fcs report OUTPUT_URI --help")
     args = parser.parse_args(argv)

@@ -132,10 +132,7 @@ def _throughput_plot(table: pa.Table) -> str:
 def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24,
                  endpoint: str | None = None) -> tuple[str, Image.Image, dict]:
     """(html, contact sheet image, summary dict) for the job written at ``output_uri``."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as pads
-
-    from pipeline.output import OUTPUT_SCHEMA, committed_files, read_output
+    from pipeline.output import read_output
     from pipeline.storage import Storage
 
     storage = Storage.from_uri(output_uri, endpoint=endpoint)
@@ -149,9 +146,7 @@ def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24
     table = table.sort_by("id")
     step = max(1, table.num_rows // sample)
     rows = table.take(list(range(0, table.num_rows, step))[:sample]).to_pylist()
-    images = pads.dataset(committed_files(storage), schema=OUTPUT_SCHEMA, format="parquet",
-                          filesystem=storage.arrow_fs).to_table(
-        columns=["id", "image"], filter=pc.field("id").isin(pa.array([r["id"] for r in rows], pa.string())))
+    images = read_output(storage, columns=["id", "image"], ids=[r["id"] for r in rows])
     by_id = dict(zip(images["id"].to_pylist(), images["image"].to_pylist(), strict=True))
     for row in rows:
         row["image"] = by_id.get(row["id"])

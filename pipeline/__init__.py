@@ -3,15 +3,17 @@
 Public API:
     JobConfig                 job settings (validated on construction)
     run                       run a job to completion, resuming committed work; returns the summary
-    Sampler                   the GPU stage (a callable class, usable without Ray)
+    TASKS                     the task registry (restore, superres, style, layers): options, runner, schema
+    TaskActor                 the GPU stage (a callable class, usable without Ray)
     Storage                   a URI with its explicit fsspec and pyarrow filesystems
-    OUTPUT_SCHEMA             the output data contract
+    OUTPUT_SCHEMA             the output data contract (a task may add image columns: ``Task.schema``)
 """
 
-from pipeline.actor import Sampler
+from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
 from pipeline.graph import run
-from pipeline.output import OUTPUT_SCHEMA
+from pipeline.schema import OUTPUT_SCHEMA
 from pipeline.storage import Storage
+from pipeline.tasks import TASKS
 
-__all__ = ["OUTPUT_SCHEMA", "JobConfig", "Sampler", "Storage", "run"]
+__all__ = ["OUTPUT_SCHEMA", "TASKS", "JobConfig", "Storage", "TaskActor", "run"]

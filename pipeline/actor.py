@@ -1,8 +1,8 @@
-"""The GPU stage: a callable class that keeps one model resident and runs a batch per call.
+"""The GPU stage: a callable class that keeps one model resident and runs the job's task per batch.
 
-Ray Data runs it in an actor pool (``map_batches(Sampler, compute=ActorPoolStrategy(size=N))``);
-a test can call it directly on a dict batch without Ray. What a call does depends on the job's task:
-``RUNNERS`` maps each task to a short function from the batch's arrays to the ``fcs`` call.
+Ray Data runs it in an actor pool (``map_batches(TaskActor, compute=ActorPoolStrategy(size=N))``);
+a test can call it directly on a dict batch without Ray. What a call does is the task's ``run``
+(:data:`pipeline.tasks.TASKS`).
 """
 
 from __future__ import annotations
@@ -15,65 +15,56 @@ import time
 
 import numpy as np
 
+from fcs.config import SamplerConfig
+from pipeline.tasks import TASKS, Items
+
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("id", "error", "out", "height", "width", "seed", "sample_s", "batch_size", "nfe",
                   "residual_init", "residual_final", "peak_mem_mb", "worker", "node", "device",
                   "started_at", "finished_at")
-LAYER_COLUMNS = ("foreground", "alpha")  # layers: F as uint8 RGBA bytes, α as uint8 bytes (out holds B)
 
 
-class Sampler:
-    """Loads the model once in ``__init__`` (and for style the CLIP vision model); ``__call__`` runs
-    the job's task on the batch's valid rows.
+class TaskActor:
+    """Loads the model (and whatever the task loads, e.g. CLIP for style) once in ``__init__``;
+    ``__call__`` runs the task on the batch's valid rows.
 
     Args:
-        model: hub id, s3:// or gs:// URI of a diffusers folder, local folder, or 'tiny'; staged once
-            per node by :func:`pipeline.model_cache.stage_model`. endpoint: S3 endpoint for the URI.
-        sampler: :class:`fcs.SamplerConfig` fields.
+        model: hub id, s3:// or gs:// URI of a diffusers folder, local folder, or a built-in name; staged
+            once per node by :func:`pipeline.model_cache.stage_model`. endpoint: S3 endpoint for the URI.
+        task: a name in :data:`pipeline.tasks.TASKS`. config: the job's validated ``fcs.SamplerConfig``.
+        options: the task's checked options (``Task.check_options``); None = the task's defaults.
         device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
         threads: torch CPU threads (Ray starts workers with OMP_NUM_THREADS=1); None leaves it.
-        task, options: the job's task and its options (:mod:`pipeline.tasks`).
     """
 
-    def __init__(self, model: str, sampler: dict | None = None, device: str = "auto", dtype: str = "auto",
-                 threads: int | None = None, endpoint: str | None = None, task: str = "restore",
-                 options: dict | None = None) -> None:
+    def __init__(self, model: str, task: str = "restore", config: SamplerConfig = SamplerConfig(),  # noqa: B008
+                 options: dict | None = None, device: str = "auto", dtype: str = "auto", threads: int | None = None,
+                 endpoint: str | None = None) -> None:
         import fcs
-        from pipeline.model_cache import stage_clip, stage_model
-        from pipeline.tasks import TASKS, check_options
+        from pipeline.model_cache import stage_model
 
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        self.config = fcs.SamplerConfig.from_dict(sampler or {})
-        self.task, self.options = task, check_options(task, options)
-        self.columns = OUTPUT_COLUMNS + (LAYER_COLUMNS if TASKS[task].layers else ())
+        self.task, self.config = TASKS[task], config
+        self.options = self.task.check_options({}) if options is None else options
+        self.columns = OUTPUT_COLUMNS + self.task.extra_images
         self.worker, self.node, ray_gpus = _whoami()
         if ray_gpus and device == "auto" and not _cuda_available():
-            log.warning("Ray assigned GPU(s) %s to this sampler but torch sees no CUDA device; running on CPU",
+            log.warning("Ray assigned GPU(s) %s to this actor but torch sees no CUDA device; running on CPU",
                         ray_gpus)
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
         self.device = str(self.denoiser.device)
-        self.clip = None
-        grid = self.denoiser.size_multiple
-        if task == "style" and any(side % grid for side in self.options["size"]):
-            # fail the job here, before any row: otherwise every row would become the same error row
-            raise ValueError(f"config field 'task_options.size': {self.options['size']} is not a multiple of "
-                             f"{grid}, this model's grid; use e.g. "
-                             f"{[max(grid, side // grid * grid) for side in self.options['size']]}")
-        if task == "style":
-            from fcs.constraints.style import load_clip_vision
-
-            self.clip = load_clip_vision(stage_clip(self.options["clip_model"]), self.denoiser.device,
-                                         self.denoiser.dtype)
+        self.resource = self.task.load(self.denoiser, self.options) if self.task.load else None
 
     def __call__(self, batch: dict) -> dict:
         """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes or
         None), height, width, prompt, seed. Returns id, error, out (uint8 bytes of the output image, or
-        None), height and width of the output, seed and the per-item metrics (layers: also foreground,
-        alpha); rows arriving with an error pass through."""
+        None), height and width of the output, seed and the per-item metrics, and the bytes of the
+        task's extra output images (layers: foreground, background, alpha); rows arriving with an error
+        pass through."""
         n = len(batch["id"])
         rows = [{"id": str(batch["id"][i]), "error": batch["error"][i], "out": None,
                  "height": int(batch["height"][i]), "width": int(batch["width"][i]), "seed": int(batch["seed"][i])}
@@ -107,14 +98,16 @@ class Sampler:
                        residual_init=res.residual_init, residual_final=res.residual_final, error=res.error)
             if res.error is None:
                 row.update(out=_bytes(res.image), height=res.image.shape[0], width=res.image.shape[1])
-                row.update({name: _bytes(res.layers[name]) for name in LAYER_COLUMNS if res.layers})
+                row.update({name: _bytes(res.extra_images[name]) for name in self.task.extra_images})
 
     def _run(self, images, masks, prompts, seeds) -> list:
         """The task over the batch; if the batch fails as a whole (e.g. out of memory), each item is
         retried alone so one bad item or an oversized batch costs only its own rows."""
-        run = RUNNERS[self.task]
+        def run(*columns: list) -> list:
+            return self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)
+
         try:
-            return run(self, images, masks, prompts, seeds)
+            return run(images, masks, prompts, seeds)
         except Exception as exc:  # noqa: BLE001
             if len(images) == 1:
                 return [_sample_error(exc)]
@@ -123,7 +116,7 @@ class Sampler:
         out = []
         for args in zip(images, masks, prompts, seeds, strict=True):
             try:
-                out.extend(run(self, *([a] for a in args)))
+                out.extend(run(*([a] for a in args)))
             except Exception as exc:  # noqa: BLE001
                 out.append(_sample_error(exc))
                 self._free()
@@ -148,48 +141,6 @@ class Sampler:
             import torch
 
             torch.cuda.empty_cache()
-
-
-# -- the tasks: (sampler, images, masks, prompts, seeds) -> one fcs.run.ItemResult per item -----------
-def _restore(s: Sampler, images, masks, prompts, seeds) -> list:
-    import fcs
-
-    return fcs.inpaint(s.denoiser, images, masks, prompts, seeds, s.config)
-
-
-def _superres(s: Sampler, images, masks, prompts, seeds) -> list:
-    from fcs.superres import superres
-
-    return superres(s.denoiser, images, s.options["scale"], prompts, seeds, s.config, variant=s.options["variant"])
-
-
-def _style(s: Sampler, images, masks, prompts, seeds) -> list:
-    from fcs.style import stylize
-
-    return stylize(s.denoiser, s.clip, images, prompts, tuple(s.options["size"]), seeds, s.config)
-
-
-def _layers(s: Sampler, images, masks, prompts, seeds) -> list:
-    """One item at a time; ``image`` = B; residual_final = RMS of α⊙F + (1−α)⊙B − x in [0, 1] units
-    (no residual before: the starting α = region, F = B = x reconstructs x trivially)."""
-    from fcs.layers import extract_layers, recompose
-    from fcs.run import ItemResult
-    from pipeline.tasks import regions
-
-    out = []
-    for image, mask, seed in zip(images, masks, seeds, strict=True):
-        started = time.perf_counter()
-        lay = extract_layers(s.denoiser, image, regions(mask), s.config, rounds=s.options["rounds"],
-                             samples=s.options["samples"], seed=seed)
-        rms = float(np.sqrt(np.mean((recompose(lay) - image / 255.0) ** 2)))
-        out.append(ItemResult(
-            image=lay.background, nfe=lay.nfe, residual_init=None, residual_final=rms,
-            sample_s=time.perf_counter() - started, batch_size=1,
-            layers={"foreground": lay.foreground, "alpha": np.round(lay.alpha * 255).astype(np.uint8)}))
-    return out
-
-
-RUNNERS = {"restore": _restore, "superres": _superres, "style": _style, "layers": _layers}
 
 
 def _bytes(pixels: np.ndarray) -> bytes:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from fcs.config import SamplerConfig
-from pipeline.tasks import TASKS, check_options
+from pipeline.tasks import TASKS
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -86,9 +86,10 @@ class JobConfig:
             _fail("task", self.task, f"one of {', '.join(TASKS)}")
         if not isinstance(self.task_options, dict):
             _fail("task_options", self.task_options, f"a mapping of {self.task} options")
-        object.__setattr__(self, "task_options", check_options(self.task, self.task_options, self.max_side))
+        task = TASKS[self.task]
+        object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
         if isinstance(self.sampler, dict):
-            object.__setattr__(self, "sampler", SamplerConfig.from_dict({**TASKS[self.task].sampler, **self.sampler}))
+            object.__setattr__(self, "sampler", task.sampler_config(self.sampler))
         if not isinstance(self.sampler, SamplerConfig):
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 
@@ -108,6 +109,3 @@ class JobConfig:
         out = asdict(self)
         out["sampler"] = self.sampler.to_dict()
         return out
-
-    def with_sampler(self, **changes: Any) -> JobConfig:
-        return replace(self, sampler=replace(self.sampler, **changes))

@@ -2,7 +2,7 @@
 
     read (Parquet / folder, blocks of batch_size rows, committed ids skipped)
       -> prepare   CPU tasks: read bytes, decode, validate      (pipeline.stages.prepare)
-      -> Sampler   actor pool, one resident model per actor,    (pipeline.actor.Sampler)
+      -> TaskActor actor pool, one resident model per actor,    (pipeline.actor.TaskActor)
                    running the job's task (restore, superres, style, layers: pipeline.tasks)
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
       -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import output, sources, stages
-from pipeline.actor import Sampler
+from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
 from pipeline.storage import ENDPOINT_ENV, Storage
 from pipeline.summary import summarize
@@ -77,12 +77,12 @@ def run_graph(
                         fn_kwargs=dict(storage=inputs.storage, prompt=cfg.prompt, max_side=cfg.max_side, task=cfg.task,
                                        options=cfg.task_options))
     ds = ds.map_batches(
-        Sampler, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
+        TaskActor, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
         num_gpus=res.gpus, num_cpus=res.cpus,
-        fn_constructor_kwargs=dict(model=_model_source(cfg.model), sampler=cfg.sampler.to_dict(), device=res.device,
-                                   dtype=cfg.dtype, threads=res.threads,
-                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV), task=cfg.task,
-                                   options=cfg.task_options),
+        # the validated config and options travel as they are (Ray pickles the frozen SamplerConfig)
+        fn_constructor_kwargs=dict(model=_model_source(cfg.model), task=cfg.task, config=cfg.sampler,
+                                   options=cfg.task_options, device=res.device, dtype=cfg.dtype, threads=res.threads,
+                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV)),
         # a crashed actor is restarted and its batch retried, but a batch that keeps killing actors
         # (host OOM, a native crash) fails the job after a few tries instead of looping forever
         max_task_retries=MAX_BATCH_RETRIES,
@@ -91,8 +91,7 @@ def run_graph(
     # Start only once every actor holds its model (so work spreads over all of them), and fail with a
     # timeout instead of waiting forever for resources that never come.
     ds.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
-    schema = output.LAYERS_SCHEMA if TASKS[cfg.task].layers else output.OUTPUT_SCHEMA
-    ds.write_datasink(output.ParquetCommitSink(out, run_id, schema))
+    ds.write_datasink(output.ParquetCommitSink(out, run_id, TASKS[cfg.task].schema))
 
 
 def run(cfg: JobConfig) -> dict:

@@ -88,32 +88,6 @@ def stage_model(
     return _locked(root, final.name, timeout_s, lambda: _download(source, kind, endpoint, root, final))
 
 
-def stage_clip(source: str, cache_dir: str | Path | None = None, timeout_s: float = 600.0) -> str:
-    """What :func:`fcs.constraints.style.load_clip_vision` loads for a style job's ``clip_model``:
-    'tiny-clip' (the built-in random-weight CLIP, written once per node under a lock) becomes its
-    folder; hub ids and local folders pass through (transformers caches hub downloads itself)."""
-    from pipeline.tasks import TINY_CLIP
-
-    if source != TINY_CLIP:
-        return source
-    root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
-
-    def build() -> str:
-        from fcs.tiny import build_tiny_clip_vision
-
-        path = root / TINY_CLIP
-        if not (path / "config.json").exists():
-            started, partial = time.time(), root / f".{TINY_CLIP}.partial-{os.getpid()}"
-            build_tiny_clip_vision(partial)
-            shutil.rmtree(path, ignore_errors=True)  # an interrupted older build
-            os.rename(partial, path)
-            _record(root, TINY_CLIP, "build", str(path), started, _tree_size(path))
-        return str(path)
-
-    return _locked(root, TINY_CLIP, timeout_s, build)
-
-
 def downloads(cache_dir: str | Path | None = None) -> list[dict]:
     """The download log of a cache: one dict per download or build (oldest first)."""
     log = cache_root(cache_dir) / LOG_NAME

@@ -26,32 +26,9 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from pipeline.schema import METRIC_COLUMNS, OUTPUT_SCHEMA
 from pipeline.storage import Storage
 
-IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-OUTPUT_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("status", pa.string()),            # "ok" | "error"
-    ("error", pa.string()),             # null or a one-line reason starting with the stage name
-    ("image", IMAGE_TYPE),              # PNG, null on error
-    ("sample_s", pa.float64()),         # sampler seconds for this item (batch time / batch size)
-    ("batch_size", pa.int32()),
-    ("nfe", pa.int64()),                # UNet forward passes
-    ("residual_init", pa.float64()),
-    ("residual_final", pa.float64()),
-    ("peak_mem_mb", pa.float64()),
-    ("worker", pa.string()),
-    ("node", pa.string()),
-    ("device", pa.string()),
-    ("model", pa.string()),
-    ("task", pa.string()),
-    ("seed", pa.int64()),
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-])
-# Layer jobs add three PNG columns (null on error): F as RGBA, B as RGB (= image), α as 8-bit greyscale.
-LAYERS_SCHEMA = pa.schema(list(OUTPUT_SCHEMA) + [(name, IMAGE_TYPE) for name in ("foreground", "background", "alpha")])
-METRIC_COLUMNS = [name for name in OUTPUT_SCHEMA.names if name != "image"]
 OWNER = "_fcs/owner"
 
 
@@ -65,9 +42,11 @@ def committed_files(storage: Storage) -> list[str]:
 
 
 def read_output(storage: Storage, files: list[str] | None = None, columns: list[str] | None = None,
-                schema: pa.Schema = OUTPUT_SCHEMA) -> pa.Table:
-    """The committed rows (all of them, or those in ``files``); ``columns`` defaults to the metrics.
-    Reads ``OUTPUT_SCHEMA`` from any task's output (pass ``schema=LAYERS_SCHEMA`` for the layers)."""
+                schema: pa.Schema = OUTPUT_SCHEMA, ids: Iterable[str] | None = None) -> pa.Table:
+    """The committed rows (all of them, those in ``files``, and only ``ids`` if given); ``columns``
+    defaults to the metrics. Reads ``OUTPUT_SCHEMA`` from any task's output (pass the task's
+    ``Task.schema`` for its extra images)."""
+    import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
     files = committed_files(storage) if files is None else files
@@ -75,7 +54,8 @@ def read_output(storage: Storage, files: list[str] | None = None, columns: list[
     if not files:
         return schema.empty_table().select(columns)
     dataset = pads.dataset(files, schema=schema, format="parquet", filesystem=storage.arrow_fs)
-    return dataset.to_table(columns=columns)
+    where = None if ids is None else pc.field("id").isin(pa.array(list(ids), pa.string()))
+    return dataset.to_table(columns=columns, filter=where)
 
 
 def claim(storage: Storage, run_id: str) -> list[str]:

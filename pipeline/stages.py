@@ -13,9 +13,8 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-from pipeline.output import LAYERS_SCHEMA, OUTPUT_SCHEMA
 from pipeline.storage import Storage
-from pipeline.tasks import MAX_REGIONS, TASKS, regions
+from pipeline.tasks import TASKS, Task
 
 PREPARED_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -53,6 +52,8 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     RGB (H, W, 3) and, for the tasks that take one (restore, layers), the mask to float32 (H, W) in
     [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`).
     """
+    spec = TASKS[task]
+    options = spec.check_options({}) if options is None else options  # the graph passes the job's checked options
     columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
     columns["id"] = batch.column("id").cast(pa.string()).to_pylist()  # the same ids discovery and resume use
     rows = []
@@ -61,7 +62,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
         row = {"id": item_id, "error": None, "rgb": None, "mask": None, "height": 0, "width": 0,
                "prompt": prompt, "seed": default_seed(item_id)}
         try:
-            row.update(_prepare_item({k: v[i] for k, v in columns.items()}, storage, max_side, task, options or {}))
+            row.update(_prepare_item({k: v[i] for k, v in columns.items()}, storage, max_side, spec, options))
         except ItemError as exc:
             row["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unforeseen failure is still one item's error row
@@ -72,8 +73,9 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     return pa.Table.from_pylist(rows, schema=PREPARED_SCHEMA)
 
 
-def _prepare_item(raw: dict, storage: Storage, max_side: int, task: str, options: dict) -> dict:
+def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict) -> dict:
     from fcs.images import to_rgb_array
+    from fcs.inpaint import check_pair
 
     out = {}
     if raw.get("prompt") is not None:
@@ -86,20 +88,26 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: str, options
         except (TypeError, ValueError):
             raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not a 64-bit integer")) from None
     image = _fetch(raw, "image", storage)
-    mask = _fetch(raw, "mask", storage) if TASKS[task].mask else None
+    mask = _fetch(raw, "mask", storage) if task.mask else None
     try:
         rgb = to_rgb_array(image)
     except ValueError as exc:
         raise ItemError(one_line("decode", exc)) from None
     mask_arr = _decode_mask(mask) if mask is not None else None
     h, w = rgb.shape[:2]
-    scale = options.get("scale", 1) if task == "superres" else 1
-    if max(h, w) * scale > max_side:
-        what = f"image is {w}x{h}" + (f", upscaled x{scale} to {w * scale}x{h * scale}," if scale > 1 else ",")
+    out_h, out_w = task.output_size(h, w, options)
+    if max(out_h, out_w) > max_side:
+        what = f"image is {w}x{h}" + (f", output {out_w}x{out_h}," if (out_h, out_w) != (h, w) else ",")
         raise ItemError(one_line("validate", f"{what} larger than max_side={max_side}; downscale it or raise max_side"))
     if mask_arr is not None:
-        _check_mask(mask_arr, rgb, task)
         out["mask"] = np.ascontiguousarray(mask_arr).tobytes()
+    try:
+        if mask_arr is not None:
+            check_pair(rgb, mask_arr)
+        if task.check_item:
+            task.check_item(rgb, mask_arr, options)
+    except ValueError as exc:
+        raise ItemError(one_line("validate", exc)) from None
     return {**out, "rgb": np.ascontiguousarray(rgb).tobytes(), "height": h, "width": w}
 
 
@@ -111,29 +119,6 @@ def _decode_mask(mask: bytes) -> np.ndarray:
         return to_mask_array(mask).astype(np.float32)
     except ValueError as exc:
         raise ItemError(one_line("decode", str(exc).replace("cannot decode image", "cannot decode mask", 1))) from None
-
-
-def _check_mask(mask_arr: np.ndarray, rgb: np.ndarray, task: str) -> None:
-    """Raise ItemError if the mask does not fit the image or gives ``task`` nothing to do."""
-    from fcs.inpaint import check_pair
-
-    try:
-        check_pair(rgb, mask_arr)
-    except ValueError as exc:
-        raise ItemError(one_line("validate", exc)) from None
-    h, w = rgb.shape[:2]
-    if task == "layers":
-        parts = len(regions(mask_arr))
-        if not parts:
-            raise ItemError(one_line("validate", f"mask is empty (no white pixels) for {w}x{h} image; layers need the "
-                                                 "rough object region(s) in white, one connected part per object"))
-        if parts > MAX_REGIONS:
-            raise ItemError(one_line("validate", f"mask has {parts} separate white parts, more than {MAX_REGIONS} "
-                                                 "objects; merge them or remove small specks"))
-    elif float(mask_arr.max()) <= 0:
-        raise ItemError(one_line(
-            "validate", f"mask is empty (all black = keep every pixel) for {w}x{h} image; nothing to restore "
-            "(white marks the pixels to regenerate)"))
 
 
 def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
@@ -154,21 +139,22 @@ def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
 
 # -- encode -------------------------------------------------------------------------------------
 def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
-    """CPU stage: sampler rows -> output rows (``OUTPUT_SCHEMA``; ``LAYERS_SCHEMA`` for layers), output
-    pixels as PNG struct{bytes, path} of the output size (``height``, ``width``); the status is ``ok``
-    exactly when ``image`` is set. Layers: ``image`` and ``background`` hold B (RGB), ``foreground``
-    F (RGBA), ``alpha`` α (8-bit greyscale)."""
+    """CPU stage: sampler rows -> output rows (the task's schema, ``Task.schema``), output pixels as PNG
+    struct{bytes, path} of the output size (``height``, ``width``); the status is ``ok`` exactly when
+    ``image`` is set. Extra output images (layers: foreground RGBA, background RGB, alpha greyscale)
+    get PNG columns of their own, named ``<id>-<column>.png``."""
+    spec = TASKS[task]
     cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
     n = batch.num_rows
-    layers = TASKS[task].layers
-    pngs: dict[str, list] = {name: [None] * n for name in (("image",) + (LAYER_PNGS if layers else ()))}
+    pngs: dict[str, list] = {name: [None] * n for name in ("image", *spec.extra_images)}
     errors = list(cols["error"])
     for i, pixels in enumerate(cols.get("out", [None] * n)):
         if errors[i] is not None or pixels is None:
             errors[i] = errors[i] or "sample: no output image"
             continue
         try:
-            item = _pngs(cols, i, layers)
+            item = {"image": _png(cols, i, "out", ""), **{name: _png(cols, i, name, f"-{name}")
+                                                          for name in spec.extra_images}}
         except Exception as exc:  # noqa: BLE001
             errors[i] = one_line("encode", f"{type(exc).__name__}: {exc}")
             continue
@@ -187,28 +173,17 @@ def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
                                            "peak_mem_mb", "worker", "node", "device")},
         "model": [model] * n, "task": [task] * n, "seed": column("seed"),
         "started_at": stamp("started_at"), "finished_at": stamp("finished_at"),
-        **{name: pngs[name] for name in pngs if name != "image"},
+        **{name: pngs[name] for name in spec.extra_images},
     }
-    return pa.Table.from_pydict(data, schema=LAYERS_SCHEMA if layers else OUTPUT_SCHEMA)
+    return pa.Table.from_pydict(data, schema=spec.schema)
 
 
-LAYER_PNGS = ("foreground", "background", "alpha")
-_CHANNELS = {"out": 3, "foreground": 4, "alpha": 1}
-
-
-def _pngs(cols: dict, i: int, layers: bool) -> dict[str, dict]:
-    """Row i's PNG structs: image (and for layers foreground, background, alpha)."""
+def _png(cols: dict, i: int, column: str, suffix: str) -> dict:
+    """Row i's raw uint8 pixels in ``column`` as a PNG struct; channels (1, 3 or 4) follow from the size."""
     from fcs.images import encode_png
 
-    item_id, h, w = cols["id"][i], cols["height"][i], cols["width"][i]
-
-    def png(column: str, suffix: str = "") -> dict:
-        shape = (h, w) if _CHANNELS[column] == 1 else (h, w, _CHANNELS[column])
-        pixels = np.frombuffer(cols[column][i], np.uint8).reshape(shape)
-        return {"bytes": encode_png(pixels), "path": f"{item_id}{suffix}.png"}
-
-    image = png("out")
-    if not layers:
-        return {"image": image}
-    return {"image": image, "background": {**image, "path": f"{item_id}-background.png"},
-            "foreground": png("foreground", "-foreground"), "alpha": png("alpha", "-alpha")}
+    h, w = cols["height"][i], cols["width"][i]
+    raw = cols[column][i]
+    channels = len(raw) // (h * w)
+    pixels = np.frombuffer(raw, np.uint8).reshape((h, w) if channels == 1 else (h, w, channels))
+    return {"bytes": encode_png(pixels), "path": f"{cols['id'][i]}{suffix}.png"}

@@ -1,4 +1,4 @@
-"""What each job task means to the pipeline: its options, its sampler defaults, the inputs it needs.
+"""The task registry: everything the pipeline and the CLI know about a task lives in its :class:`Task`.
 
     task      input row                                 output ``image``       options (default)
     restore   image + mask (white = regenerate)         the restored image     -
@@ -6,55 +6,148 @@
     style     image = style reference, prompt           a generated image      clip_model, size ([512, 512])
     layers    image + mask (white = rough object        the background B       rounds (3), samples (4)
               region; one connected part per object)    + foreground, background, alpha columns
+    outpaint  image                                     image + generated      pad (32)
+                                                        border of pad pixels
 
-The sampler actor runs a task through its function in ``pipeline.actor.RUNNERS``.
+A task owns its option schema (defaults and checks), its sampler defaults (an ``fcs`` SamplerConfig),
+whether rows carry a mask, its per-item checks, its extra output image columns, what the sampler actor
+loads for it, the runner from arrays to ``fcs`` results, and its ``fcs run <task>`` help. The actor,
+the stages, the job config and the CLI all read ``TASKS``; adding a task is one entry here (see
+CONTRIBUTING.md). Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
 
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-TINY_CLIP = "tiny-clip"  # built-in random-weight CLIP vision model (tests, --smoke)
-MAX_REGIONS = 16         # a layers mask with more separate parts is an error row (specks cost a sample each)
+from fcs.config import SamplerConfig
+from fcs.layers import LAYERS_DEFAULTS, ROUNDS, SAMPLES, regions
+from fcs.loading import TINY_CLIP
+from fcs.outpaint import DEFAULT_PAD
+from fcs.style import DEFAULT_CLIP, DEFAULT_SIZE, STYLE_DEFAULTS
+from fcs.superres import DEFAULT_SCALE, SCALES, SR_DEFAULTS, VARIANTS
+from pipeline.schema import output_schema
+
+MAX_REGIONS = 16  # a layers mask with more separate parts is an error row (specks cost a sample each)
+
+Check = Callable[[Any], "str | None"]  # None when the value is fine, else what was expected
+
+
+class Items(NamedTuple):
+    """A batch's valid rows as arrays: uint8 (H, W, 3) images, float32 (H, W) masks (or None), prompts, seeds."""
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray | None]
+    prompts: list[str]
+    seeds: list[int]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A task option: ``task_options.<name>`` in a job file, ``--<name>`` on the command line.
+
+    check: value -> None or what was expected. normalize: applied before the check (e.g. one
+    number -> a square size). cli: extra ``argparse.add_argument`` keywords (type, nargs)."""
+
+    name: str
+    default: Any
+    check: Check
+    help: str
+    cli: dict = field(default_factory=dict)
+    normalize: Callable[[Any], Any] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _same_size(h: int, w: int, options: dict) -> tuple[int, int]:
+    return h, w
 
 
 @dataclass(frozen=True)
 class Task:
-    """options: name -> default. sampler: SamplerConfig fields the paper sets for this task (the
-    user's values win). mask: rows need a mask. layers: output adds foreground/background/alpha."""
+    """One job task.
 
-    options: dict
-    sampler: dict
+    Attributes:
+        name: the task's name (``fcs run <name>``, the ``task`` column).
+        about: one sentence for ``--help``. examples: command lines for the ``--help`` epilog.
+        run: (denoiser, items, config, options, resource) -> one ``fcs.sample.ItemResult`` per item.
+        mask: rows carry a mask. sampler: the task's sampler defaults, an ``fcs`` SamplerConfig.
+        options: the task's options. extra_images: output PNG columns beyond ``image``.
+        load: (denoiser, options) -> what ``run`` gets as ``resource`` (loaded once per actor), or None.
+        check_item: (rgb, mask, options) -> None; raises ValueError naming what is wrong with an item.
+        output_size: (h, w, options) -> the output's (h, w), checked against ``max_side`` before sampling.
+        smoke: options ``--smoke`` sets unless given. demo: offers ``--demo``.
+    """
+
+    name: str
+    about: str
+    examples: str
+    run: Callable[..., list]
     mask: bool
-    layers: bool = False
+    sampler: SamplerConfig = SamplerConfig()
+    options: tuple[Option, ...] = ()
+    extra_images: tuple[str, ...] = ()
+    load: Callable[[Any, dict], Any] | None = None
+    check_item: Callable[[np.ndarray, np.ndarray | None, dict], None] | None = None
+    output_size: Callable[[int, int, dict], tuple[int, int]] = _same_size
+    smoke: dict = field(default_factory=dict)
+    demo: bool = False
+
+    @property
+    def schema(self) -> pa.Schema:
+        return output_schema(self.extra_images)
+
+    def sampler_defaults(self) -> dict:
+        """The fields where this task's sampler defaults differ from ``SamplerConfig()``."""
+        base = asdict(SamplerConfig())
+        return {k: v for k, v in asdict(self.sampler).items() if v != base[k]}
+
+    def sampler_config(self, values: dict) -> SamplerConfig:
+        """The user's SamplerConfig fields laid over this task's defaults, validated."""
+        return SamplerConfig.from_dict({**self.sampler_defaults(), **values})
+
+    def check_options(self, options: dict | None, max_side: int | None = None) -> dict:
+        """The options with defaults filled in. Raises ValueError naming ``task_options.<name>`` for
+        an unknown name or a bad value."""
+        spec = {o.name: o for o in self.options}
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(spec))
+        if unknown:
+            raise ValueError(f"config field 'task_options.{unknown[0]}': not an option of task {self.name!r} "
+                             f"(allowed: {', '.join(spec) or 'none'})")
+        out = {}
+        for name, opt in spec.items():
+            value = options.get(name, opt.default)
+            value = opt.normalize(value) if opt.normalize else value
+            expected = opt.check(value)
+            if expected is None and name == "size" and max_side is not None and max(value) > max_side:
+                expected = f"sides <= max_side={max_side}"
+            if expected:
+                raise ValueError(f"config field 'task_options.{name}': got {value!r}, expected {expected}")
+            out[name] = value
+        return out
 
 
-# Sampler defaults as in fcs: superres.SR_DEFAULTS, style.STYLE_DEFAULTS, extract_layers' config (a test checks).
-TASKS = {
-    "restore": Task({}, {}, mask=True),
-    "superres": Task({"scale": 4, "variant": "decoder"}, {"newton_steps": 10, "lr": 0.1}, mask=False),
-    "style": Task({"clip_model": DEFAULT_CLIP, "size": [512, 512]}, {"guidance_scale": 3.0}, mask=False),
-    "layers": Task({"rounds": 3, "samples": 4}, {"newton_steps": 3}, mask=True, layers=True),
-}
-
-
-def _int_in(low: int, values: tuple = ()) -> Callable[[Any], str | None]:
+# -- option checks --------------------------------------------------------------------------------
+def _int_in(low: int, values: Sequence[int] = ()) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (not values or value in values)
         return None if ok else (f"one of {', '.join(map(str, values))}" if values else f"an integer >= {low}")
     return check
 
 
-def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+def _one_of(allowed: Sequence[str]) -> Check:
     return lambda value: None if value in allowed else f"one of {', '.join(map(repr, allowed))}"
 
 
-def _name(value: Any) -> str | None:
+def _model_name(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else f"a hub id, a local folder, or {TINY_CLIP!r}"
 
 
@@ -63,38 +156,134 @@ def _size(value: Any) -> str | None:
     return None if ok else "[height, width] (or one number for a square), multiples of 8"
 
 
-CHECKS = {"scale": _int_in(2, (2, 4, 8)), "variant": _one_of("decoder", "encoder"), "clip_model": _name,
-          "size": _size, "rounds": _int_in(1), "samples": _int_in(2)}
+def _square(value: Any) -> Any:
+    """One number (or [n] from a command line) means a square."""
+    size = list(value) if isinstance(value, (list, tuple)) else [value]
+    return size * 2 if len(size) == 1 else size
 
 
-def check_options(task: str, options: dict | None, max_side: int | None = None) -> dict:
-    """The task's options with defaults filled in. Raises ValueError naming ``task_options.<name>``
-    for an unknown name or a bad value."""
-    spec = TASKS[task]
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        allowed = ", ".join(spec.options) or "none"
-        raise ValueError(f"config field 'task_options.{unknown[0]}': not an option of task {task!r} "
-                         f"(allowed: {allowed})")
-    out = {**spec.options, **options}
-    if "size" in out:  # one number = a square; [n] from a command line too
-        size = list(out["size"]) if isinstance(out["size"], (list, tuple)) else [out["size"]]
-        out["size"] = size * 2 if len(size) == 1 else size
-    for name, value in out.items():
-        expected = CHECKS[name](value)
-        if expected is None and name == "size" and max_side is not None and max(value) > max_side:
-            expected = f"sides <= max_side={max_side}"
-        if expected:
-            raise ValueError(f"config field 'task_options.{name}': got {value!r}, expected {expected}")
-    return out
+# -- per-item checks ------------------------------------------------------------------------------
+def _mask_not_empty(rgb: np.ndarray, mask: np.ndarray | None, options: dict) -> None:
+    if float(mask.max()) <= 0:
+        h, w = rgb.shape[:2]
+        raise ValueError(f"mask is empty (all black = keep every pixel) for {w}x{h} image; nothing to restore "
+                         "(white marks the pixels to regenerate)")
 
 
-def regions(mask: np.ndarray) -> list[np.ndarray]:
-    """A layers mask (H, W) in [0, 1] -> one float32 (H, W) region per connected white part (8-connected,
-    mask >= 0.5), largest first."""
-    from scipy import ndimage
+def _object_regions(rgb: np.ndarray, mask: np.ndarray | None, options: dict) -> None:
+    parts = len(regions(mask))
+    if not parts:
+        h, w = rgb.shape[:2]
+        raise ValueError(f"mask is empty (no white pixels) for {w}x{h} image; layers need the rough object "
+                         "region(s) in white, one connected part per object")
+    if parts > MAX_REGIONS:
+        raise ValueError(f"mask has {parts} separate white parts, more than {MAX_REGIONS} objects; merge them or "
+                         "remove small specks")
 
-    labels, _ = ndimage.label(mask >= 0.5, structure=np.ones((3, 3), bool))
-    sizes = np.bincount(labels.ravel())[1:]
-    return [(labels == k + 1).astype(np.float32) for k in np.argsort(-sizes, kind="stable")]
+
+# -- runners: (denoiser, items, config, options, resource) -> list[ItemResult] ---------------------------
+def _restore(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
+    import fcs
+
+    return fcs.inpaint(denoiser, items.images, items.masks, items.prompts, items.seeds, config)
+
+
+def _superres(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
+    from fcs.superres import superres
+
+    return superres(denoiser, items.images, options["scale"], items.prompts, items.seeds, config,
+                    variant=options["variant"])
+
+
+def _load_clip(denoiser, options: dict):
+    """The style job's CLIP vision model, after checking the size fits this model's grid (a job
+    fails here, before any row, instead of turning every row into the same error row)."""
+    from fcs.constraints.style import load_clip_vision
+    from fcs.loading import resolve_clip
+
+    grid = denoiser.size_multiple
+    if any(side % grid for side in options["size"]):
+        raise ValueError(f"config field 'task_options.size': {options['size']} is not a multiple of {grid}, this "
+                         f"model's grid; use e.g. {[max(grid, side // grid * grid) for side in options['size']]}")
+    return load_clip_vision(resolve_clip(options["clip_model"]), denoiser.device, denoiser.dtype)
+
+
+def _style(denoiser, items: Items, config: SamplerConfig, options: dict, clip) -> list:
+    from fcs.style import stylize
+
+    return stylize(denoiser, clip, items.images, items.prompts, tuple(options["size"]), items.seeds, config)
+
+
+def _outpaint(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
+    from fcs.outpaint import outpaint
+
+    return outpaint(denoiser, items.images, options["pad"], items.prompts, items.seeds, config)
+
+
+def _layers(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
+    from fcs.layers import split_layers
+
+    return split_layers(denoiser, items.images, items.masks, items.seeds, config, rounds=options["rounds"],
+                        samples=options["samples"])
+
+
+_REMOTE = "fcs run {task} --input s3://bucket/{src}/ --output s3://bucket/{dst}/{extra} \\\n" \
+          "    --model stable-diffusion-v1-5/stable-diffusion-v1-5 --actors 8 --batch-size 4"
+
+
+def _examples(task: str, src: str, dst: str, extra: str = "", smoke: str = "", demo: bool = False) -> str:
+    lines = [_REMOTE.format(task=task, src=src, dst=dst, extra=extra)]
+    if demo:
+        lines.append(f"fcs run {task} --demo       # held-out photos + generated masks, local Ray, ./demo-output")
+    lines.append(f"fcs run {task} --smoke      # one item end to end ({smoke or 'tiny model unless --model'})")
+    return "\n".join(lines)
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (
+    Task("restore", mask=True, run=_restore, check_item=_mask_not_empty, demo=True,
+         about="Restore the masked regions of a dataset's images on Ray (inexact-Newton sampler) and write one "
+               "Parquet row per input id. Input rows: image + mask (white = regenerate).",
+         examples=_examples("restore", "damaged", "restored", demo=True)),
+    Task("superres", mask=False, run=_superres, sampler=SR_DEFAULTS,
+         output_size=lambda h, w, options: (h * options["scale"], w * options["scale"]),
+         about="Upscale a dataset's images ×2, ×4 or ×8 on Ray (inexact-Newton sampler under a bicubic "
+               "downsampling constraint) and write one Parquet row per input id. Input rows: image (the "
+               "low-resolution picture; a mask column is ignored). Sampler defaults: the paper's K=10, lr=0.1.",
+         examples=_examples("superres", "low-res", "upscaled", " --scale 4"),
+         options=(
+             Option("scale", DEFAULT_SCALE, _int_in(2, SCALES), f"upscaling factor: one of {SCALES}", {"type": int}),
+             Option("variant", VARIANTS[0], _one_of(VARIANTS),
+                    "error vector through the VAE 'decoder' (backward pass, the paper's) or 'encoder' (VAE forward "
+                    "passes only)"),
+         )),
+    Task("style", mask=False, run=_style, load=_load_clip, sampler=STYLE_DEFAULTS,
+         smoke={"clip_model": TINY_CLIP, "size": [64, 64]},
+         about="Generate one image per row from its prompt in the style of its reference image on Ray "
+               "(inexact-Newton sampler under a CLIP Gram-matrix loss) and write one Parquet row per input id. "
+               "Input rows: image = the style reference, prompt.",
+         examples=_examples("style", "styles", "styled", " --size 512 512", smoke="tiny model and tiny CLIP"),
+         options=(
+             Option("clip_model", DEFAULT_CLIP, _model_name,
+                    f"CLIP vision model: hub id, local folder, or {TINY_CLIP!r} (built-in random weights)"),
+             Option("size", list(DEFAULT_SIZE), _size, "output size: H W, or one number for a square; multiples "
+                    "of the model's grid (64 for SD 1.5)", {"type": int, "nargs": "+", "metavar": "N"},
+                    normalize=_square),
+         )),
+    Task("layers", mask=True, run=_layers, check_item=_object_regions, sampler=LAYERS_DEFAULTS,
+         extra_images=("foreground", "background", "alpha"), smoke={"rounds": 2, "samples": 2},
+         about="Split a dataset's images into background, foreground and alpha given rough object regions, on Ray "
+               "(EM over constrained-sampler completions), and write one Parquet row per input id. Input rows: "
+               "image + mask (white = rough object regions, one connected part per object).",
+         examples=_examples("layers", "photos", "layers", " --rounds 3 --samples 4"),
+         options=(
+             Option("rounds", ROUNDS, _int_in(1), "EM rounds: sample completions, re-estimate alpha", {"type": int}),
+             Option("samples", SAMPLES, _int_in(2), "completions per layer per round, at least 2", {"type": int}),
+         )),
+    Task("outpaint", mask=False, run=_outpaint,
+         output_size=lambda h, w, options: (h + 2 * options["pad"], w + 2 * options["pad"]),
+         about="Extend a dataset's images by a generated border of --pad pixels on every side on Ray (inpainting "
+               "of the larger canvas) and write one Parquet row per input id. Input rows: image (a mask column "
+               "is ignored).",
+         examples=_examples("outpaint", "photos", "extended", " --pad 64"),
+         options=(Option("pad", DEFAULT_PAD, _int_in(1), "pixels added on each side", {"type": int}),)),
+)}

@@ -97,6 +97,12 @@ def pixel(model_dirs, device):
     return _load(model_dirs["tiny-pixel"], device)
 
 
+@pytest.fixture(scope="session")
+def photo_model(device):
+    """The trained built-in ``photo`` latent model (fcs/models/photo), fp32, loaded by name."""
+    return _load("photo", device)
+
+
 # -- problems -------------------------------------------------------------------------------------
 def make_images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
     """Smooth random images (B, 3, H, W) in [0, 1] (a colour gradient plus a little noise)."""

@@ -10,6 +10,8 @@ from torch import Tensor
 
 from fcs import noise as _noise
 
+STEPS = 20  # S outer DDIM steps, the paper's default for every sampler
+
 
 @dataclass
 class SampleResult:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from fcs.samplers.common import SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
 
 
 @torch.no_grad()
@@ -17,7 +17,7 @@ def ddim(
     noise: Tensor,
     cond: Tensor | None = None,
     *,
-    steps: int = 20,
+    steps: int = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from fcs.constraints.base import Constraint
-from fcs.samplers.common import SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
 
 
 def dps(
@@ -21,7 +21,7 @@ def dps(
     noise: Tensor,
     cond: Tensor | None = None,
     *,
-    steps: int = 20,
+    steps: int = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,

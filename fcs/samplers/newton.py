@@ -20,7 +20,10 @@ import torch
 from torch import Tensor
 
 from fcs.constraints.base import Constraint, per_item_max
-from fcs.samplers.common import SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
+
+JACOBIANS = ("auto", "fd", "jvp")  # how J·e is computed; see newton()
+NEWTON_STEPS, FD_STEP = 5, 0.005  # the paper's K and h
 
 
 def learning_rates(newton_steps: int, lr: float | Sequence[float] | None) -> list[float]:
@@ -56,13 +59,13 @@ def newton(
     noise: Tensor,
     cond: Tensor | None = None,
     *,
-    steps: int = 20,
+    steps: int = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
-    newton_steps: int = 5,
+    newton_steps: int = NEWTON_STEPS,
     lr: float | Sequence[float] | None = None,
-    h: float = 0.005,
+    h: float = FD_STEP,
     jacobian: str = "auto",
     tol: float | None = None,
     start: int = 0,
@@ -84,8 +87,8 @@ def newton(
             when stopping early, ``extras["x_t"]`` holds x_t for step ``stop`` (for branching several
             cheap completions from one shared intermediate sample).
     """
-    if jacobian not in ("auto", "fd", "jvp"):
-        raise ValueError(f"jacobian must be 'auto', 'fd' or 'jvp', got {jacobian!r}")
+    if jacobian not in JACOBIANS:
+        raise ValueError(f"jacobian must be one of {JACOBIANS}, got {jacobian!r}")
     if jacobian == "auto":
         jacobian = "fd" if denoiser.dtype == torch.float32 else "jvp"
     schedule = steps_with_prev(denoiser, steps)

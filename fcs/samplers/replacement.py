@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from fcs import noise as _noise
-from fcs.samplers.common import SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
 
 
 @torch.no_grad()
@@ -22,7 +22,7 @@ def replacement(
     noise: Tensor,
     cond: Tensor | None = None,
     *,
-    steps: int = 20,
+    steps: int = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,

@@ -7,14 +7,15 @@ import pyarrow as pa
 import pytest
 from pipeline_testdata import FAST, hole, photo, png
 
-from pipeline.actor import OUTPUT_COLUMNS, Sampler
+from fcs import SamplerConfig
+from pipeline.actor import OUTPUT_COLUMNS, TaskActor
 from pipeline.stages import prepare
 from pipeline.storage import Storage
 
 
 @pytest.fixture(scope="module")
-def sampler(model_dirs, device) -> Sampler:
-    return Sampler(str(model_dirs["tiny"]), FAST, device=device, dtype="float32")
+def sampler(model_dirs, device) -> TaskActor:
+    return TaskActor(str(model_dirs["tiny"]), config=SamplerConfig(**FAST), device=device, dtype="float32")
 
 
 def _batch(rows, tmp_path) -> dict:
@@ -72,7 +73,7 @@ def test_nan_output_becomes_a_sample_error_row(sampler, tmp_path, monkeypatch):
     import fcs
 
     def nan_result(denoiser, images, *args, **kwargs):
-        return [fcs.InpaintResult(image=None, nfe=6, residual_init=1.0, residual_final=float("nan"), sample_s=0.1,
+        return [fcs.ItemResult(image=None, nfe=6, residual_init=1.0, residual_final=float("nan"), sample_s=0.1,
                                   batch_size=len(images), error="sample: output is not finite (NaN or Inf)")
                 for _ in images]
 

@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline_testdata import read_rows
 from venv_tools import venv_tool
 
-from jobs import restore
+from jobs import batch
 from jobs.demo import build_demo_dataset, demo_model, make_mask
 
 
@@ -21,7 +21,7 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
     monkeypatch.delenv("FCS_MODEL", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
     caplog.set_level("INFO", logger="fcs.jobs")
-    assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0
+    assert batch.main("restore", ["--demo", "--steps", "2", "--newton-steps", "1"]) == 0
     assert "demo: model photo at 128x128" in caplog.text
     table = read_rows(str(tmp_path / "demo-output" / "restored"))
     assert table.num_rows == 8 and set(table.column("status").to_pylist()) == {"ok"}
@@ -30,7 +30,8 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
     assert "8 ok, 0 error" in printed and "previews" in printed
     assert re.search(r"hole PSNR, mean of 8 item\(s\).*: newton \d+\.\d\d dB "
                      r"\| replacement baseline \d+\.\d\d dB", printed)
-    assert restore.main(["--demo", "--steps", "2", "--newton-steps", "1"]) == 0  # a rerun resumes: nothing to do
+    # a rerun resumes: nothing to do
+    assert batch.main("restore", ["--demo", "--steps", "2", "--newton-steps", "1"]) == 0
     assert "this run: 0 rows" in capsys.readouterr().out
 
 
@@ -66,7 +67,7 @@ def test_asking_for_missing_gpus_fails_fast(ray_address, tmp_path, capsys):
     from pipeline_testdata import good_rows, write_shards
 
     write_shards(tmp_path / "in", good_rows(2))
-    code = restore.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--actors", "3",
+    code = batch.main("restore", ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--actors", "3",
                          "--gpus-per-actor", "1"])  # the session cluster has 2 (fake) GPUs
     assert code == 2
     assert "need 3 GPU(s) but the Ray cluster has 2" in capsys.readouterr().err

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import restore
+from jobs import batch
 from jobs.batch import load_yaml
 from pipeline.config import JobConfig
 from pipeline.graph import plan_resources
+from pipeline.tasks import TASKS
 
 
 def _cfg(**kw) -> JobConfig:
@@ -39,13 +40,13 @@ def test_round_trip():
 def test_flags_override_the_config_file(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text("input: s3://b/in\noutput: s3://b/out\nactors: 4\nsampler:\n  steps: 9\n  newton_steps: 3\n")
-    args = restore.parser().parse_args(["--config", str(path), "--actors", "2", "--steps", "5"])
-    cfg = restore.build_config(args)
+    args = batch.parser(TASKS["restore"]).parse_args(["--config", str(path), "--actors", "2", "--steps", "5"])
+    cfg = batch.build_config(TASKS["restore"], args)
     assert (cfg.input, cfg.actors, cfg.sampler.steps, cfg.sampler.newton_steps) == ("s3://b/in", 2, 5, 3)
 
 
 def test_shipped_config_files_are_valid():
-    for path in sorted(restore.CONFIGS.glob("*.yaml")):
+    for path in sorted(batch.CONFIGS.glob("*.yaml")):
         values = load_yaml(path)
         JobConfig.from_dict({"input": "x", "output": "y",
                              **{k: v for k, v in values.items() if k not in ("input", "output")}})
@@ -54,16 +55,17 @@ def test_shipped_config_files_are_valid():
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):
     path = tmp_path / "job.yaml"
     path.write_text("input: a\noutput: b\nsampler:\n  jacobian: magic\n")
-    assert restore.main(["--config", str(path)]) == 2
+    assert batch.main("restore", ["--config", str(path)]) == 2
     assert "'jacobian'" in capsys.readouterr().err
-    assert restore.main(["--input", "a"]) == 2
+    assert batch.main("restore", ["--input", "a"]) == 2
     assert "'output'" in capsys.readouterr().err
-    assert restore.main(["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
+    assert batch.main("restore", ["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_smoke_defaults():
-    cfg = restore.build_config(restore.parser().parse_args(["--smoke", "--input", "x", "--output", "y"]))
+    args = batch.parser(TASKS["restore"]).parse_args(["--smoke", "--input", "x", "--output", "y"])
+    cfg = batch.build_config(TASKS["restore"], args)
     assert (cfg.limit, cfg.model, cfg.sampler.steps, cfg.sampler.newton_steps) == (1, "tiny", 2, 1)
 
 

@@ -15,13 +15,15 @@ from PIL import Image
 from pipeline_testdata import FAST, assert_exactly_once, photo, png, read_rows, write_shards
 
 import pipeline
-from jobs import batch, layers, style, superres
-from pipeline.actor import RUNNERS, Sampler
+from fcs import SamplerConfig
+from fcs.layers import regions
+from jobs import batch
+from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
-from pipeline.output import LAYERS_SCHEMA, read_output
+from pipeline.output import read_output
 from pipeline.stages import prepare
 from pipeline.storage import Storage
-from pipeline.tasks import MAX_REGIONS, TASKS, regions
+from pipeline.tasks import MAX_REGIONS, TASKS
 
 FAST_FLAGS = ["--steps", "2", "--newton-steps", "1", "--batch-size", "2"]
 
@@ -38,10 +40,10 @@ def _two_objects(h: int = 48, w: int = 48) -> np.ndarray:
     return m
 
 
-def _run(job, tmp_path, rows: list[dict], *flags: str) -> tuple[pa.Table, dict]:
+def _run(task: str, tmp_path, rows: list[dict], *flags: str) -> tuple[pa.Table, dict]:
     write_shards(tmp_path / "in", rows, per_shard=3)
     out = tmp_path / "out"
-    assert job.main(["--input", str(tmp_path / "in"), "--output", str(out), *FAST_FLAGS, *flags]) == 0
+    assert batch.main(task, ["--input", str(tmp_path / "in"), "--output", str(out), *FAST_FLAGS, *flags]) == 0
     table = read_rows(str(out))
     assert_exactly_once(table, [r["id"] for r in rows])
     return table, json.loads((out / "_summary.json").read_text())
@@ -51,7 +53,7 @@ def test_superres_job_upscales_every_item_once(ray_address, tmp_path):
     sizes = {"square": (32, 32), "wide": (24, 40), "odd": (20, 28)}
     rows = [{"id": k, "image": png(photo(h, w, seed=i))} for i, (k, (h, w)) in enumerate(sizes.items())]
     rows.append({"id": "corrupt", "image": b"not an image"})  # no mask column at all: superres needs none
-    table, summary = _run(superres, tmp_path, rows, "--scale", "2")
+    table, summary = _run("superres", tmp_path, rows, "--scale", "2")
     got = {r["id"]: r for r in table.to_pylist()}
     for key, (h, w) in sizes.items():
         assert got[key]["status"] == "ok", got[key]["error"]
@@ -62,11 +64,25 @@ def test_superres_job_upscales_every_item_once(ray_address, tmp_path):
     assert summary["config"]["sampler"]["lr"] == 0.1  # the paper's super-resolution lr, K from the flag
 
 
+def test_outpaint_job_extends_every_item_once(ray_address, tmp_path):
+    rows = [{"id": "a", "image": png(photo(32, 32))}, {"id": "b", "image": png(photo(16, 48, seed=1))},
+            {"id": "big", "image": png(photo(32, 2040, seed=2))}]  # 2040 + 2*8 > max_side 2048
+    table, summary = _run("outpaint", tmp_path, rows, "--pad", "8")
+    got = {r["id"]: r for r in table.to_pylist()}
+    for key, (h, w) in {"a": (32, 32), "b": (16, 48)}.items():
+        assert got[key]["status"] == "ok", got[key]["error"]
+        out = _decode(got[key]["image"])
+        assert out.shape == (h + 16, w + 16, 3) and got[key]["task"] == "outpaint"
+        assert np.array_equal(out[8:-8, 8:-8], photo(h, w, seed=0 if key == "a" else 1))
+    assert got["big"]["error"].startswith("validate: image is 2040x32, output 2056x48, larger than max_side=2048")
+    assert summary["config"]["task_options"] == {"pad": 8}
+
+
 def test_style_job_generates_one_image_per_reference(ray_address, tmp_path):
     rows = [{"id": "a", "image": png(photo(40, 40)), "prompt": "a red door"},
             {"id": "b", "image": png(photo(24, 56, seed=1)), "prompt": None},  # takes --prompt
             {"id": "corrupt", "image": b"\x89PNG garbage", "prompt": "x"}]
-    table, summary = _run(style, tmp_path, rows, "--clip-model", "tiny-clip", "--size", "32", "48",
+    table, summary = _run("style", tmp_path, rows, "--clip-model", "tiny-clip", "--size", "32", "48",
                           "--prompt", "a house")
     got = {r["id"]: r for r in table.to_pylist()}
     for key in ("a", "b"):
@@ -87,7 +103,8 @@ def test_layers_job_writes_foreground_background_alpha(ray_address, tmp_path):
     summary = pipeline.run(cfg)  # the library entry point this time, not the CLI
     assert (summary["ok"], summary["error"], summary["pending"], summary["duplicates"]) == (2, 1, 0, 0)
     assert_exactly_once(read_rows(cfg.output), ["two", "one", "empty"])  # the contract's columns still read
-    table = read_output(Storage.from_uri(cfg.output), columns=LAYERS_SCHEMA.names, schema=LAYERS_SCHEMA)
+    table = read_output(Storage.from_uri(cfg.output), columns=TASKS["layers"].schema.names,
+                        schema=TASKS["layers"].schema)
     got = {r["id"]: r for r in table.to_pylist()}
     for key in ("two", "one"):
         row = got[key]
@@ -106,7 +123,7 @@ def test_layers_job_writes_foreground_background_alpha(ray_address, tmp_path):
 
 def test_smoke_runs_one_item_end_to_end(ray_address, tmp_path, capsys):
     """--smoke builds its own one-photo dataset (the other jobs' smoke options are checked below)."""
-    assert layers.main(["--smoke", "--output", str(tmp_path / "out")]) == 0
+    assert batch.main("layers", ["--smoke", "--output", str(tmp_path / "out")]) == 0
     assert "1 ok, 0 error" in capsys.readouterr().out
 
 
@@ -123,23 +140,24 @@ def test_bad_task_options_name_their_field(task, options, field):
 
 
 def test_cli_task_errors_exit_2_before_any_work(tmp_path, capsys):
-    assert superres.main(["--input", "a", "--output", "b", "--scale", "3"]) == 2
+    assert batch.main("superres", ["--input", "a", "--output", "b", "--scale", "3"]) == 2
     assert "'task_options.scale': got 3, expected one of 2, 4, 8" in capsys.readouterr().err
     path = tmp_path / "job.yaml"
     path.write_text("task: style\ninput: a\noutput: b\n")
-    assert superres.main(["--config", str(path)]) == 2
+    assert batch.main("superres", ["--config", str(path)]) == 2
     assert "config field 'task'" in capsys.readouterr().err
 
 
 def test_flags_file_and_smoke_set_task_options(tmp_path):
-    def cfg(job, *argv: str) -> JobConfig:
-        return batch.build_config(job.JOB, batch.parser(job.JOB).parse_args(["--input", "x", "--output", "y", *argv]))
+    def cfg(task: str, *argv: str) -> JobConfig:
+        spec = TASKS[task]
+        return batch.build_config(spec, batch.parser(spec).parse_args(["--input", "x", "--output", "y", *argv]))
 
-    assert cfg(layers, "--smoke", "--rounds", "4").task_options == {"rounds": 4, "samples": 2}
-    assert cfg(style, "--smoke").task_options == {"clip_model": "tiny-clip", "size": [64, 64]}
+    assert cfg("layers", "--smoke", "--rounds", "4").task_options == {"rounds": 4, "samples": 2}
+    assert cfg("style", "--smoke").task_options == {"clip_model": "tiny-clip", "size": [64, 64]}
     path = tmp_path / "job.yaml"
     path.write_text("task_options:\n  scale: 8\nsampler:\n  steps: 3\n")
-    got = cfg(superres, "--config", str(path), "--variant", "encoder")
+    got = cfg("superres", "--config", str(path), "--variant", "encoder")
     assert (got.task, got.task_options, got.sampler.steps, got.sampler.newton_steps) == (
         "superres", {"scale": 8, "variant": "encoder"}, 3, 10)
 
@@ -157,7 +175,7 @@ def test_task_defaults_follow_the_library():
     assert cfg("layers") == inspect.signature(extract_layers).parameters["config"].default
     assert cfg("superres", newton_steps=2).newton_steps == 2  # the user's values win
     assert JobConfig(input="i", output="o", task="style", task_options={"size": 64}).task_options["size"] == [64, 64]
-    assert set(RUNNERS) == set(TASKS)
+    assert all(name == task.name and callable(task.run) for name, task in TASKS.items())
 
 
 def test_prepare_follows_the_task(tmp_path):
@@ -169,7 +187,7 @@ def test_prepare_follows_the_task(tmp_path):
     out = prep([{"id": "a", "image": png(photo(32, 32)), "mask": None}, {"id": "big", "image": png(photo(40, 40))}],
                "superres", scale=4)
     assert out["a"]["error"] is None and out["a"]["mask"] is None
-    assert out["big"]["error"].startswith("validate: image is 40x40, upscaled x4 to 160x160, larger than max_side=128")
+    assert out["big"]["error"].startswith("validate: image is 40x40, output 160x160, larger than max_side=128")
     specks = np.zeros((48, 48), np.uint8)
     specks[::4, ::4] = 255
     out = prep([{"id": "specks", "image": png(photo(48, 48)), "mask": png(specks)},
@@ -181,8 +199,8 @@ def test_prepare_follows_the_task(tmp_path):
 
 
 def test_sampler_actor_runs_superres_without_ray(model_dirs, device, tmp_path):
-    sampler = Sampler(str(model_dirs["tiny"]), FAST, device=device, dtype="float32", task="superres",
-                      options={"scale": 2})
+    sampler = TaskActor(str(model_dirs["tiny"]), "superres", SamplerConfig(**FAST), {"scale": 2, "variant": "decoder"},
+                        device=device, dtype="float32")
     table = prepare(pa.Table.from_pylist([{"id": "a", "image": png(photo(24, 40))}, {"id": "bad", "image": b"x"}]),
                     storage=Storage.from_uri(str(tmp_path)), task="superres", options=sampler.options)
     out = sampler({name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
@@ -193,5 +211,5 @@ def test_sampler_actor_runs_superres_without_ray(model_dirs, device, tmp_path):
 def test_style_size_off_the_model_grid_fails_the_actor_not_every_row(model_dirs, device):
     """The tiny model's grid is 16 px: a 24-px size is caught when the actor starts, naming the field."""
     with pytest.raises(ValueError, match=r"task_options\.size.*multiple of 16"):
-        Sampler(str(model_dirs["tiny"]), FAST, device=device, dtype="float32", task="style",
-                options={"size": [24, 24], "clip_model": "tiny-clip"})
+        TaskActor(str(model_dirs["tiny"]), "style", SamplerConfig(**FAST),
+                  {"size": [24, 24], "clip_model": "tiny-clip"}, device=device, dtype="float32")

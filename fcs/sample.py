@@ -23,12 +23,12 @@ class ItemResult:
 
     image: np.ndarray | None
     nfe: int
-    residual_init: float
+    residual_init: float | None
     residual_final: float
     sample_s: float
     batch_size: int
     error: str | None = None
-    layers: dict | None = None  # layer extraction: foreground (RGBA), background (RGB), alpha (H, W)
+    extra_images: dict | None = None  # uint8 images beyond ``image`` by column name (layers: F, B, α)
 
 
 def group_by_size(images: Sequence[np.ndarray]) -> list[list[int]]:
