@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ class SamplerConfig:
             "jvp" (exact forward-mode), or "auto" (fd for fp32 models, jvp for fp16/bf16 ones, where a
             step of h is lost to rounding: measured 35 % / 300 % error vs 0.1 % in fp32).
         tol: per-item early stop of the inner loop once the residual is <= tol (None = off).
+        rel_tol: the same relative to the item's residual at the first step (None = off).
+        inner_until: fraction of the outer steps (the first ones) that run inner iterations.
         eta: DDIM noise (0 = deterministic given the seed). dps_step_size: ζ for DPS.
         guidance_scale: classifier-free guidance (1 = off, one UNet pass per forward).
         composite: paste the original kept pixels back; feather: width (pixels) of the seam offset
@@ -45,6 +48,8 @@ class SamplerConfig:
     h: float = FD_STEP
     jacobian: str = "auto"
     tol: float | None = None
+    rel_tol: float | None = None
+    inner_until: float = 1.0
     eta: float = 0.0
     dps_step_size: float = 1.0
     guidance_scale: float = 1.0
@@ -58,9 +63,10 @@ class SamplerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "steps" else 0):
                 _fail(name, value, "a positive integer" if name == "steps" else "an integer >= 0")
-        for name in ("h", "eta", "dps_step_size", "guidance_scale", "tol"):
+        for name in ("h", "eta", "dps_step_size", "guidance_scale", "tol", "rel_tol", "inner_until"):
             value = getattr(self, name)
-            if not (_is_number(value) or (name == "tol" and value is None)):  # YAML 1.1 reads 5e-3 as a string
+            # YAML 1.1 reads 5e-3 as a string
+            if not (_is_number(value) or (name in ("tol", "rel_tol") and value is None)):
                 _fail(name, value, "a number (in YAML write 5.0e-3, not 5e-3)")
         if isinstance(self.lr, list):
             object.__setattr__(self, "lr", tuple(self.lr))
@@ -73,8 +79,11 @@ class SamplerConfig:
             _fail("h", self.h, "a float in (0, 1)")
         if self.jacobian not in JACOBIANS:
             _fail("jacobian", self.jacobian, f"one of {', '.join(map(repr, JACOBIANS))}")
-        if self.tol is not None and self.tol < 0:
-            _fail("tol", self.tol, "None or a float >= 0")
+        for name in ("tol", "rel_tol"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                _fail(name, getattr(self, name), "None or a float >= 0")
+        if not 0 <= self.inner_until <= 1:
+            _fail("inner_until", self.inner_until, "a fraction in [0, 1]")
         if not 0 <= self.eta <= 1:
             _fail("eta", self.eta, "a float in [0, 1]")
         if self.guidance_scale < 1:
@@ -96,12 +105,15 @@ class SamplerConfig:
     def sampler_options(self) -> dict:
         """Keyword options for the chosen sampler function."""
         if self.method == "newton":
-            return dict(newton_steps=self.newton_steps, lr=self.lr, h=self.h, jacobian=self.jacobian, tol=self.tol)
+            return dict(newton_steps=self.newton_steps, lr=self.lr, h=self.h, jacobian=self.jacobian, tol=self.tol,
+                        rel_tol=self.rel_tol, inner_until=self.inner_until)
         if self.method == "dps":
             return dict(step_size=self.dps_step_size)
         return {}
 
     @property
     def nfe_per_item(self) -> int:
-        """UNet forwards per item without early stop: S·(1+2K) for Newton, S otherwise."""
-        return self.steps * (1 + 2 * self.newton_steps) if self.method == "newton" else self.steps
+        """UNet forwards per item without early stop: S + 2K·ceil(inner_until·S) for Newton, S otherwise."""
+        if self.method != "newton":
+            return self.steps
+        return self.steps + 2 * self.newton_steps * math.ceil(self.inner_until * self.steps)

@@ -61,7 +61,6 @@ class Denoiser:
                              "are not supported yet; use an SD 1.x/2.x-style checkpoint")
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond: Tensor | None = None
-        self._math_attention = False
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -173,27 +172,21 @@ class Denoiser:
     def jvp(self, x: Tensor, tangent: Tensor, t: int, cond: Tensor | None = None) -> Tensor:
         """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode UNet pass).
 
-        Forward-mode AD has no rule for fused SDPA kernels, so the first call switches the UNet to
-        plain math attention (:meth:`use_math_attention`); the results are the same, a bit slower.
+        Forward-mode AD has no rule for the fused SDPA kernels (flash, memory-efficient), so the
+        math backend is selected for this call only; the model's attention processors stay as they
+        are and every other forward pass keeps fused attention.
         """
-        if not self._math_attention:
-            self.use_math_attention()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         dtype = self.dtype
 
         def tweedie(x_in: Tensor) -> Tensor:
             return self.predict(x_in, t, cond)[1]
 
         # contiguous: forward-mode group_norm fails on strided primals (e.g. x_t built from VAE latents)
-        _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
+        with sdpa_kernel([SDPBackend.MATH]):
+            _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
         return jv.float()
-
-    def use_math_attention(self) -> None:
-        """Swap attention processors for the plain math one (forward-mode AD has no rule for SDPA)."""
-        from diffusers.models.attention_processor import AttnProcessor
-
-        if hasattr(self.unet, "set_attn_processor"):
-            self.unet.set_attn_processor(AttnProcessor())
-        self._math_attention = True
 
     # -- VAE --------------------------------------------------------------------------------
     def encode(self, images: Tensor) -> Tensor:

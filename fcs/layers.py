@@ -66,7 +66,7 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
     """
     denoiser = denoiser.with_guidance(config.guidance_scale)
     constraint = LatentInpaint.from_pixels(denoiser, image, hide)
-    opts = {k: v for k, v in config.sampler_options().items() if k != "tol"}
+    opts = {k: v for k, v in config.sampler_options().items() if k not in ("tol", "rel_tol")}
     cond = denoiser.encode_prompt([""])
     split = max(1, min(config.steps - 1, round(branch * config.steps)))
     gens = noise.generators([seed])
@@ -119,7 +119,7 @@ def extract_layers(
             raise ValueError(f"region is {r.shape[1]}x{r.shape[0]} but image is {w}x{h}; they must match")
         if r.max() <= 0:
             raise ValueError("a region is empty (all zeros); give a box or mask covering the object")
-    config = replace(config, method="newton", tol=None)
+    config = replace(config, method="newton", tol=None, rel_tol=None)
     mult = denoiser.size_multiple
     x = pad_to_multiple(rgb_to_tensor(image)[None], mult)
     region = [_dilate(pad_to_multiple(torch.from_numpy(np.asarray(r, np.float32))[None, None], mult).clamp(0, 1),

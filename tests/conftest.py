@@ -78,14 +78,6 @@ def sd(model_dirs, device):
 
 
 @pytest.fixture(scope="session")
-def sd_math(model_dirs, device):
-    """A second copy of the tiny SD model with math attention, so that ``torch.func.jvp`` works."""
-    denoiser = _load(model_dirs["tiny"], device)
-    denoiser.use_math_attention()
-    return denoiser
-
-
-@pytest.fixture(scope="session")
 def sd_v(model_dirs, device):
     """Tiny latent SD model with v-prediction, fp32."""
     return _load(model_dirs["tiny-v"], device)

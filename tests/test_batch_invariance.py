@@ -24,11 +24,11 @@ def _batch_and_singles(denoiser, images, masks, sample_inpaint, **options):
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5])
-def test_newton_batch_of_3_equals_3_single_runs(sd_math, make_problem, sample_inpaint, eta):
+def test_newton_batch_of_3_equals_3_single_runs(sd, make_problem, sample_inpaint, eta):
     """Acceptance 2, fp32, max abs difference <= 1e-4 on the latents x̂0 and on the decoded images
     (J·e by exact JVP; eta > 0 also draws the DDIM noise per item)."""
     images, masks = make_problem(3, 48, 64)
-    batch, single = _batch_and_singles(sd_math, images, masks, sample_inpaint, jacobian="jvp", eta=eta, **OPTIONS)
+    batch, single = _batch_and_singles(sd, images, masks, sample_inpaint, jacobian="jvp", eta=eta, **OPTIONS)
     assert torch.equal(batch[2], single[2])
     for name, b, s in zip(("x0", "images", "nfe", "residuals"), batch, single, strict=True):
         assert (b.float() - s.float()).abs().max() <= 1e-4, \
@@ -65,16 +65,16 @@ def test_other_items_in_the_batch_do_not_change_an_item(sd, make_problem, sample
     torch.testing.assert_close(first.residuals[0], second.residuals[0], rtol=0, atol=1e-6)
 
 
-def test_inpaint_batch_equals_single_calls(sd_math, make_problem, uint8_arrays):
+def test_inpaint_batch_equals_single_calls(sd, make_problem, uint8_arrays):
     """Through ``fcs.inpaint``: 3 items (two sizes, so two sampler groups) vs 3 one-item calls."""
     images, masks = make_problem(3, 48, 64)
     arrays = uint8_arrays(images)
     mask_arrays = [m[0].numpy().astype(np.float64) for m in masks]
     arrays[1], mask_arrays[1] = arrays[1][:40, :56], mask_arrays[1][:40, :56]  # a second size group
     config = fcs.SamplerConfig(jacobian="jvp", **OPTIONS)
-    batch = fcs.inpaint(sd_math, arrays, mask_arrays, seeds=SEEDS, config=config)
+    batch = fcs.inpaint(sd, arrays, mask_arrays, seeds=SEEDS, config=config)
     for i in range(3):
-        (single,) = fcs.inpaint(sd_math, [arrays[i]], [mask_arrays[i]], seeds=[SEEDS[i]], config=config)
+        (single,) = fcs.inpaint(sd, [arrays[i]], [mask_arrays[i]], seeds=[SEEDS[i]], config=config)
         assert batch[i].image.shape == arrays[i].shape
         assert np.abs(batch[i].image.astype(int) - single.image.astype(int)).max() <= 1
         assert batch[i].nfe == single.nfe == config.nfe_per_item

@@ -34,15 +34,15 @@ def _state_at(denoiser, images, masks, t: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("t", [900, 500, 100])
-def test_finite_difference_matches_exact_jvp_within_1_percent(sd_math, make_problem, t):
+def test_finite_difference_matches_exact_jvp_within_1_percent(sd, make_problem, t):
     """Acceptance 1: FD J·e with h = 0.005 vs exact forward-mode JVP (math attention), fp32, < 1%."""
     images, masks = make_problem(2, 64, 64, seed=t)
-    x, x0, e, cond = _state_at(sd_math, images, masks, t)
+    x, x0, e, cond = _state_at(sd, images, masks, t)
     assert e.abs().amax() > 0
     with torch.no_grad():
-        fd = jacobian_direction(sd_math, x, x0, e, t, cond, h=0.005, jacobian="fd")
-    exact = sd_math.jvp(x, e, t, cond)
-    via_option = jacobian_direction(sd_math, x, x0, e, t, cond, h=0.005, jacobian="jvp")
+        fd = jacobian_direction(sd, x, x0, e, t, cond, h=0.005, jacobian="fd")
+    exact = sd.jvp(x, e, t, cond)
+    via_option = jacobian_direction(sd, x, x0, e, t, cond, h=0.005, jacobian="jvp")
     assert fd.shape == exact.shape == x.shape
     assert torch.isfinite(exact).all()
     rel = _rel(fd, exact)
@@ -54,7 +54,6 @@ def test_exact_jvp_is_the_true_directional_derivative(model_dirs, device, make_p
     """The JVP itself is right: it matches a central difference of the same model in float64."""
     den32 = fcs.load_denoiser(model_dirs["tiny"], device=device, dtype="float32")
     den64 = fcs.load_denoiser(model_dirs["tiny"], device=device, dtype=torch.float64)
-    den32.use_math_attention()
     images, masks = make_problem(1, 64, 64)
     t = 500
     x, _, e, cond = _state_at(den32, images, masks, t)
@@ -69,24 +68,39 @@ def test_exact_jvp_is_the_true_directional_derivative(model_dirs, device, make_p
     assert _rel(exact.double(), central).max() < 1e-3
 
 
-def test_jvp_accepts_strided_inputs(sd_math):
+def test_jvp_accepts_strided_inputs(sd):
     """Regression: forward-mode group_norm failed on non-contiguous x_t (VAE latents are strided)."""
-    x = torch.randn(1, 8, 8, 4, device=sd_math.device).permute(0, 3, 1, 2)  # (1, 4, 8, 8), not contiguous
-    tangent = torch.randn(1, 4, 8, 8, device=sd_math.device)
-    cond = sd_math.encode_prompt([""])
-    out = sd_math.jvp(x, tangent, 500, cond)
-    torch.testing.assert_close(out, sd_math.jvp(x.contiguous(), tangent, 500, cond))
+    x = torch.randn(1, 8, 8, 4, device=sd.device).permute(0, 3, 1, 2)  # (1, 4, 8, 8), not contiguous
+    tangent = torch.randn(1, 4, 8, 8, device=sd.device)
+    cond = sd.encode_prompt([""])
+    out = sd.jvp(x, tangent, 500, cond)
+    torch.testing.assert_close(out, sd.jvp(x.contiguous(), tangent, 500, cond))
 
 
-def test_jvp_samples_match_finite_difference_samples(sd_math, make_problem, sample_inpaint):
+def test_jvp_samples_match_finite_difference_samples(sd, make_problem, sample_inpaint):
     """Acceptance 7a: Newton with jacobian="jvp" gives the FD samples, fp32. Stated tolerance:
     per-item relative L2 error of the final x̂0 <= 2e-3 and decoded images within 5e-3 (about one
     uint8 level); measured on the tiny model about 3e-4 and 6e-4."""
     images, masks = make_problem(2, 48, 64)
     options = dict(steps=4, newton_steps=3)
-    fd, fd_images = sample_inpaint(sd_math, images, masks, [1, 2], jacobian="fd", **options)
-    exact, exact_images = sample_inpaint(sd_math, images, masks, [1, 2], jacobian="jvp", **options)
+    fd, fd_images = sample_inpaint(sd, images, masks, [1, 2], jacobian="fd", **options)
+    exact, exact_images = sample_inpaint(sd, images, masks, [1, 2], jacobian="jvp", **options)
     assert _rel(fd.x0, exact.x0).max() <= 2e-3
     assert (fd_images - exact_images).abs().max() <= 5e-3
     torch.testing.assert_close(fd.residuals, exact.residuals, rtol=1e-2, atol=1e-4)
     assert torch.equal(fd.nfe, exact.nfe)
+
+
+def test_jvp_leaves_the_attention_processors_and_plain_forwards_alone(model_dirs, device):
+    """The math SDPA backend is scoped to the JVP call: the UNet keeps its (fused-SDPA) processors and a
+    plain forward pass gives the same output after a JVP as before it."""
+    den = fcs.load_denoiser(model_dirs["tiny"], device=device, dtype="float32")
+    processors = {name: type(p) for name, p in den.unet.attn_processors.items()}
+    assert processors and all(p.__name__ == "AttnProcessor2_0" for p in processors.values())
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)).to(device)
+    cond = den.encode_prompt([""])
+    before = den.predict(x, 500, cond)[1]
+    jv = den.jvp(x, torch.ones_like(x), 500, cond)
+    assert torch.isfinite(jv).all() and jv.abs().max() > 0
+    assert {name: type(p) for name, p in den.unet.attn_processors.items()} == processors
+    torch.testing.assert_close(den.predict(x, 500, cond)[1], before, rtol=0, atol=0)

@@ -49,13 +49,13 @@ def test_inner_loop_lowers_residual_at_fixed_t(sd, make_problem, sample_inpaint,
 
 
 @pytest.mark.parametrize("jacobian", ["fd", "jvp"])
-def test_nfe_counted_by_unet_hook_is_s_times_1_plus_2k(sd_math, make_problem, sample_inpaint, count_unet, jacobian):
+def test_nfe_counted_by_unet_hook_is_s_times_1_plus_2k(sd, make_problem, sample_inpaint, count_unet, jacobian):
     """Acceptance 4a: a forward hook on the UNet sees S·(1 + 2K) passes per item, as result.nfe says;
     4b: no UNet backward pass and no autograd graph through the UNet."""
     steps, k = 3, 2
     images, masks = make_problem(2, 32, 48)
-    with count_unet(sd_math) as seen:
-        result, _ = sample_inpaint(sd_math, images, masks, SEEDS[:2], steps=steps, newton_steps=k, jacobian=jacobian)
+    with count_unet(sd) as seen:
+        result, _ = sample_inpaint(sd, images, masks, SEEDS[:2], steps=steps, newton_steps=k, jacobian=jacobian)
     expected = steps * (1 + 2 * k)
     assert seen.calls == expected
     assert seen.items == 2 * expected
@@ -94,14 +94,14 @@ def _early_stop_problem(make_problem):
 
 
 @pytest.mark.parametrize("jacobian", ["fd", "jvp"])
-def test_early_stop_skips_forwards_for_an_item_already_within_tol(sd_math, make_problem, sample_inpaint, count_unet,
+def test_early_stop_skips_forwards_for_an_item_already_within_tol(sd, make_problem, sample_inpaint, count_unet,
                                                                    jacobian):
     """Acceptance 7b: with tol, an item whose residual is already <= tol costs S forwards instead of
     S·(1 + 2K); the other items still cost the full S·(1 + 2K), and the hook agrees."""
     steps, k, tol = 3, 2, 1e-3
     images, masks = _early_stop_problem(make_problem)
-    with count_unet(sd_math) as seen:
-        result, _ = sample_inpaint(sd_math, images, masks, SEEDS, steps=steps, newton_steps=k, tol=tol,
+    with count_unet(sd) as seen:
+        result, _ = sample_inpaint(sd, images, masks, SEEDS, steps=steps, newton_steps=k, tol=tol,
                                    jacobian=jacobian)
     full = steps * (1 + 2 * k)
     assert result.residuals[1].max() <= tol
@@ -119,14 +119,14 @@ _OTHER_ITEMS_ATOL = {"jvp": 1e-4, "fd": 2e-3}
 
 
 @pytest.mark.parametrize("jacobian", ["jvp", "fd"])
-def test_early_stop_leaves_other_items_unaffected(sd_math, make_problem, sample_inpaint, jacobian):
+def test_early_stop_leaves_other_items_unaffected(sd, make_problem, sample_inpaint, jacobian):
     """Acceptance 7b: the items that keep iterating give what they give in a batch without the
     stopped item (same tol), up to fp32 batch round-off (see _OTHER_ITEMS_ATOL)."""
     options = dict(steps=3, newton_steps=2, tol=1e-3, jacobian=jacobian)
     images, masks = _early_stop_problem(make_problem)
-    with_done, images_with = sample_inpaint(sd_math, images, masks, SEEDS, **options)
+    with_done, images_with = sample_inpaint(sd, images, masks, SEEDS, **options)
     keep = [0, 2]
-    without, images_without = sample_inpaint(sd_math, images[keep], masks[keep], [SEEDS[i] for i in keep], **options)
+    without, images_without = sample_inpaint(sd, images[keep], masks[keep], [SEEDS[i] for i in keep], **options)
     atol = _OTHER_ITEMS_ATOL[jacobian]
     assert torch.equal(with_done.nfe[keep], without.nfe)
     torch.testing.assert_close(with_done.x0[keep], without.x0, rtol=0, atol=atol)

@@ -24,7 +24,7 @@ SEEDS = [11, 12]
 CASES = {
     "newton-fd": ("sd", "newton", dict(steps=3, newton_steps=3, h=0.05)),
     "newton-lr": ("sd", "newton", dict(steps=2, newton_steps=2, lr=(0.6, 0.05), jacobian="fd")),
-    "newton-jvp": ("sd_math", "newton", dict(steps=2, newton_steps=2, jacobian="jvp")),
+    "newton-jvp": ("sd", "newton", dict(steps=2, newton_steps=2, jacobian="jvp")),
     "newton-pixel": ("pixel", "newton", dict(steps=3, newton_steps=2)),
     "ddim": ("sd", "ddim", dict(steps=4)),
     "ddim-eta": ("pixel", "ddim", dict(steps=3, eta=0.5)),
@@ -92,8 +92,6 @@ if __name__ == "__main__":  # re-record: print EXPECTED for the current code
     root = Path(tempfile.mkdtemp())
     models = {"sd": fcs.load_denoiser(tiny.build_tiny_sd(root / "sd"), device="cpu", dtype="float32"),
               "pixel": fcs.load_denoiser(tiny.build_tiny_pixel(root / "px"), device="cpu", dtype="float32")}
-    models["sd_math"] = fcs.load_denoiser(root / "sd", device="cpu", dtype="float32")
-    models["sd_math"].use_math_attention()
     print("EXPECTED = {")
     for name in sorted(CASES):
         fixture, method, options = CASES[name]

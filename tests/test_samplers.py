@@ -53,11 +53,11 @@ def test_shared_signature(method):
     inspect.signature(fcs.SAMPLERS[method]).bind_partial(**_options(method))
 
 
-def test_result_contract(method, sd_math, make_problem, sample_inpaint, count_unet):
+def test_result_contract(method, sd, make_problem, sample_inpaint, count_unet):
     """x0 with noise's shape, nfe (B,) integers equal to what a UNet hook counts, residuals (B, S+1)."""
     images, masks = make_problem(2, 32, 48)
-    with count_unet(sd_math) as seen:
-        result, decoded = sample_inpaint(sd_math, images, masks, SEEDS, method=method, steps=STEPS, **_options(method))
+    with count_unet(sd) as seen:
+        result, decoded = sample_inpaint(sd, images, masks, SEEDS, method=method, steps=STEPS, **_options(method))
     assert isinstance(result, fcs.SampleResult)
     assert result.x0.shape == (2, 4, 4, 6) and result.x0.dtype == torch.float32
     assert torch.isfinite(result.x0).all() and torch.isfinite(decoded).all()
@@ -72,24 +72,24 @@ def test_result_contract(method, sd_math, make_problem, sample_inpaint, count_un
     assert result.backward_passes == (STEPS if method == "dps" else 0) == seen.backward
 
 
-def test_final_residual_matches_the_returned_x0(method, sd_math, make_problem):
+def test_final_residual_matches_the_returned_x0(method, sd, make_problem):
     """The last residual is that of the x0 the sampler returns (the metric users see)."""
     images, masks = make_problem(2, 32, 32)
-    constraint = fcs.constraints.LatentInpaint.from_pixels(sd_math, images, masks)
+    constraint = fcs.constraints.LatentInpaint.from_pixels(sd, images, masks)
     gens = fcs.noise.generators(SEEDS)
-    x_T = fcs.noise.randn(constraint.target.shape[1:], gens, sd_math.device)
-    result = fcs.SAMPLERS[method](sd_math, constraint, x_T, sd_math.encode_prompt(["", ""]), steps=STEPS, gens=gens,
+    x_T = fcs.noise.randn(constraint.target.shape[1:], gens, sd.device)
+    result = fcs.SAMPLERS[method](sd, constraint, x_T, sd.encode_prompt(["", ""]), steps=STEPS, gens=gens,
                                   **_options(method))
     torch.testing.assert_close(result.residual_final, constraint.residual(result.x0).cpu(), rtol=1e-5, atol=1e-6)
 
 
-def test_batch_of_2_equals_2_single_runs(method, sd_math, make_problem, sample_inpaint):
+def test_batch_of_2_equals_2_single_runs(method, sd, make_problem, sample_inpaint):
     """B items in one batch = B single runs (fp32, 1e-4), with DDIM noise (eta > 0) drawn per item."""
     images, masks = make_problem(2, 32, 48)
     options = dict(method=method, steps=STEPS, eta=0.5, **_options(method))
-    batch, _ = sample_inpaint(sd_math, images, masks, SEEDS, **options)
+    batch, _ = sample_inpaint(sd, images, masks, SEEDS, **options)
     for i in range(2):
-        single, _ = sample_inpaint(sd_math, images[i : i + 1], masks[i : i + 1], [SEEDS[i]], **options)
+        single, _ = sample_inpaint(sd, images[i : i + 1], masks[i : i + 1], [SEEDS[i]], **options)
         torch.testing.assert_close(batch.x0[i : i + 1], single.x0, rtol=0, atol=1e-4)
         torch.testing.assert_close(batch.residuals[i : i + 1], single.residuals, rtol=1e-4, atol=1e-4)
         assert torch.equal(batch.nfe[i : i + 1], single.nfe)

@@ -14,6 +14,7 @@ DDIM step. Cost: S·(1 + 2K) UNet forwards and no UNet backward pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -68,6 +69,8 @@ def newton(
     h: float = FD_STEP,
     jacobian: str = "auto",
     tol: float | None = None,
+    rel_tol: float | None = None,
+    inner_until: float = 1.0,
     start: int = 0,
     stop: int | None = None,
 ) -> SampleResult:
@@ -83,6 +86,10 @@ def newton(
         jacobian: "fd" (finite difference, the paper's), "jvp" (exact forward-mode), or "auto": fd
             for fp32 models, jvp for fp16/bf16 ones (a step of h drowns in half-precision rounding).
         tol: per-item early stop: an item skips the inner iterations while its residual <= tol.
+        rel_tol: the same relative to the item's own residual at the first outer step (a tolerance
+            that means the same for every model and constraint scale).
+        inner_until: run the inner iterations only in the first ``ceil(inner_until · S)`` outer steps
+            (x̂0 barely moves in the last steps, where corrections buy little).
         start, stop: run only outer steps [start, stop); ``noise`` is then x_t at step ``start`` and,
             when stopping early, ``extras["x_t"]`` holds x_t for step ``stop`` (for branching several
             cheap completions from one shared intermediate sample).
@@ -95,18 +102,22 @@ def newton(
     stop = len(schedule) if stop is None else stop
     if not 0 <= start < stop <= len(schedule):
         raise ValueError(f"need 0 <= start < stop <= {len(schedule)} outer steps, got start={start}, stop={stop}")
+    if not 0 <= inner_until <= 1:
+        raise ValueError(f"inner_until must be in [0, 1], got {inner_until!r}")
     lrs = learning_rates(newton_steps, lr)
+    inner_steps = math.ceil(inner_until * len(schedule))
     x = noise.to(denoiser.device, torch.float32).clone()
     nfe = torch.zeros(x.shape[0], dtype=torch.long)
     trace = []
-    for t, t_prev in progress(schedule[start:stop], show_progress, "newton"):
+    for i, (t, t_prev) in enumerate(progress(schedule[start:stop], show_progress, "newton"), start):
         eps, x0 = denoiser.predict(x, t, cond)
         nfe += 1
         if not trace:
             trace.append(residual_of(constraint, x0))
-        for rate in lrs:
+        threshold = _threshold(tol, rel_tol, trace[0])
+        for rate in lrs if i < inner_steps else ():
             e, r = constraint.error(x0)
-            active = (r > tol) if tol is not None else torch.ones_like(r, dtype=torch.bool)
+            active = (r > threshold.to(r.device)) if threshold is not None else torch.ones_like(r, dtype=torch.bool)
             if not active.any():
                 break
             idx = active.nonzero().squeeze(1).to(x.device)
@@ -120,3 +131,11 @@ def newton(
             x = ddim_step(x0, eps, denoiser.alpha(t_prev), denoiser.alpha(t), eta, gens)
     extras = {"x_t": x} if t_prev is not None else {}
     return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1).cpu(), extras=extras)
+
+
+def _threshold(tol: float | None, rel_tol: float | None, first: Tensor) -> Tensor | None:
+    """Per-item residual below which the inner loop stops: the larger of the absolute and relative one."""
+    limits = [torch.full_like(first, tol)] if tol is not None else []
+    if rel_tol is not None:
+        limits.append(rel_tol * first)
+    return torch.stack(limits).amax(0) if limits else None
