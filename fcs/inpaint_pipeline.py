@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -19,6 +19,7 @@ from fcs.denoiser import Denoiser
 from fcs.images import Source, to_mask_array, to_rgb_array
 from fcs.inpaint import inpaint
 from fcs.loading import load_denoiser
+from fcs.presets import DEFAULT_PRESET, with_preset
 
 
 @dataclass
@@ -69,20 +70,22 @@ class FastConstrainedInpaintPipeline:
         guidance_scale: float | None = None,
         seed: int | Sequence[int] = 0,
         config: SamplerConfig | None = None,
+        preset: str | None = None,
         show_progress: bool = False,
     ) -> InpaintOutput:
         """Inpaint one image or a list. Masks: white = regenerate, black = keep.
 
-        Explicit arguments override the matching ``config`` fields.
+        ``preset`` (:data:`fcs.presets.PRESETS`, e.g. "fast") is laid over ``config``; explicit
+        arguments override both.
         """
         images = list(image) if isinstance(image, (list, tuple)) else [image]
         masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else [mask_image]
         n = len(images)
         prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
         seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
-        config = config or SamplerConfig()
         overrides = {"steps": num_inference_steps, "newton_steps": newton_steps, "guidance_scale": guidance_scale}
-        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        config = with_preset(config or SamplerConfig(), preset or DEFAULT_PRESET, **given)
         results = inpaint(
             self.denoiser, [to_rgb_array(x) for x in images], [to_mask_array(m) for m in masks],
             prompts, seeds, config, show_progress,

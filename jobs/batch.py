@@ -18,13 +18,14 @@ import yaml
 
 from fcs.config import SamplerConfig
 from fcs.loading import BUILTIN
+from fcs.presets import DEFAULT_PRESET, PRESETS
 from pipeline.tasks import TASKS, Task
 
 CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")
 # job fields with a flag of the same name (--batch-size sets batch_size)
 JOB_FLAGS = ("input", "output", "model", "actors", "batch_size", "s3_endpoint", "prompt", "gpus_per_actor", "device",
-             "dtype", "limit")
+             "dtype", "limit", "preset")
 EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
        "2 bad configuration or input (nothing was run)"
 
@@ -42,6 +43,9 @@ def parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path,
                    help=f"YAML job file (see jobs/configs/{task.name}.yaml); flags override it")
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help=f"named sampler settings laid under the flags below (default {DEFAULT_PRESET}; "
+                        "fast: fewer UNet calls, see README 'Quality vs cost')")
     p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {task.sampler.steps})")
     p.add_argument("--newton-steps", type=int,
                    help=f"K inner Newton steps per outer step (default {task.sampler.newton_steps}"

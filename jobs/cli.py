@@ -19,6 +19,7 @@ COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level comma
 
 def _inpaint_parser(sub) -> None:
     from fcs.config import METHODS, SamplerConfig
+    from fcs.presets import DEFAULT_PRESET, PRESETS
     from fcs.samplers import JACOBIANS
 
     defaults = SamplerConfig()
@@ -29,14 +30,15 @@ def _inpaint_parser(sub) -> None:
     p.add_argument("--model", default="photo",
                    help="hub id, local diffusers folder, or a built-in name: 'photo' (trained, 128²), 'tiny' (random)")
     p.add_argument("--prompt", default="")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="S outer DDIM steps")
-    p.add_argument("--newton-steps", type=int, default=defaults.newton_steps,
-                   help="K inner Newton steps per outer step")
-    p.add_argument("--method", default=defaults.method, choices=METHODS)
-    p.add_argument("--jacobian", default=defaults.jacobian, choices=JACOBIANS,
-                   help="J·e: auto = finite difference in fp32, exact JVP in fp16/bf16")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="named sampler settings under the flags below (fast: fewer UNet calls)")
+    p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {defaults.steps})")
+    p.add_argument("--newton-steps", type=int, help=f"K inner Newton steps per step (default {defaults.newton_steps})")
+    p.add_argument("--method", choices=METHODS, help=f"sampler (default {defaults.method})")
+    p.add_argument("--jacobian", choices=JACOBIANS,
+                   help="J·e: auto (default) = finite difference in fp32, exact JVP in fp16/bf16")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
+    p.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {defaults.guidance_scale})")
     p.add_argument("--no-composite", action="store_true", help="do not paste the original kept pixels back")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), float32, float16, bfloat16")
@@ -44,11 +46,11 @@ def _inpaint_parser(sub) -> None:
 
 def _run_inpaint(args: argparse.Namespace) -> int:
     from fcs import FastConstrainedInpaintPipeline, SamplerConfig
+    from fcs.presets import with_preset
 
-    config = SamplerConfig(
-        method=args.method, steps=args.steps, newton_steps=args.newton_steps, jacobian=args.jacobian,
-        guidance_scale=args.guidance_scale, composite=not args.no_composite,
-    )
+    given = {name: getattr(args, name) for name in ("method", "steps", "newton_steps", "jacobian", "guidance_scale")
+             if getattr(args, name) is not None}
+    config = with_preset(SamplerConfig(), args.preset, composite=not args.no_composite, **given)
     pipe = FastConstrainedInpaintPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     out = pipe(
         image=Path(args.image), mask_image=Path(args.mask), prompt=args.prompt, seed=args.seed,

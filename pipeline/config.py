@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from fcs.config import SamplerConfig
+from fcs.presets import DEFAULT_PRESET, check_preset
 from pipeline.tasks import TASKS
 
 
@@ -36,8 +37,10 @@ class JobConfig:
         actor_start_timeout_s: fail if the sampler actors (model loaded) are not all up by then.
         task: restore, superres, style or layers (see :mod:`pipeline.tasks`); recorded in every row.
         task_options: the task's options (e.g. superres ``scale``); defaults filled in when built.
-        sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the task's
-            paper defaults (superres K=10, lr=0.1; style guidance 3).
+        preset: a named set of sampler settings (:data:`fcs.presets.PRESETS`: paper, fast) laid over
+            the task's defaults; fields given in ``sampler`` win over it.
+        sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the preset and
+            the task's paper defaults (superres K=10, lr=0.1; style guidance 3).
     """
 
     input: str
@@ -56,6 +59,7 @@ class JobConfig:
     actor_start_timeout_s: int = 1800
     task: str = "restore"
     task_options: dict = field(default_factory=dict)
+    preset: str = DEFAULT_PRESET
     sampler: SamplerConfig | dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,7 +93,7 @@ class JobConfig:
         task = TASKS[self.task]
         object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
         if isinstance(self.sampler, dict):
-            object.__setattr__(self, "sampler", task.sampler_config(self.sampler))
+            object.__setattr__(self, "sampler", task.sampler_config(self.sampler, check_preset(self.preset)))
         if not isinstance(self.sampler, SamplerConfig):
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 

@@ -29,6 +29,7 @@ from fcs.config import SamplerConfig
 from fcs.layers import LAYERS_DEFAULTS, ROUNDS, SAMPLES, regions
 from fcs.loading import TINY_CLIP
 from fcs.outpaint import DEFAULT_PAD
+from fcs.presets import DEFAULT_PRESET, with_preset
 from fcs.style import DEFAULT_CLIP, DEFAULT_SIZE, STYLE_DEFAULTS
 from fcs.superres import DEFAULT_SCALE, SCALES, SR_DEFAULTS, VARIANTS
 from pipeline.schema import output_schema
@@ -109,9 +110,9 @@ class Task:
         base = asdict(SamplerConfig())
         return {k: v for k, v in asdict(self.sampler).items() if v != base[k]}
 
-    def sampler_config(self, values: dict) -> SamplerConfig:
-        """The user's SamplerConfig fields laid over this task's defaults, validated."""
-        return SamplerConfig.from_dict({**self.sampler_defaults(), **values})
+    def sampler_config(self, values: dict, preset: str = DEFAULT_PRESET) -> SamplerConfig:
+        """The user's SamplerConfig fields laid over ``preset`` laid over this task's defaults, validated."""
+        return with_preset(self.sampler, preset, **values)
 
     def check_options(self, options: dict | None, max_side: int | None = None) -> dict:
         """The options with defaults filled in. Raises ValueError naming ``task_options.<name>`` for

@@ -166,3 +166,25 @@ def test_latent_mask_keeps_only_fully_known_cells(sd):
     assert known.shape == (4, 4)
     assert known[1, 1] == 0 and known[2, 0] == 0.5
     assert known.sum() == 16 - 1 - 0.5
+
+
+def test_inner_until_runs_inner_steps_only_in_the_first_outer_steps(sd, make_problem, sample_inpaint, count_unet):
+    """inner_until = 0.5 with S = 4: inner iterations in outer steps 0 and 1 only, S + 2K·2 forwards,
+    and the residual trace stops improving once the corrections stop."""
+    images, masks = make_problem(2, 32, 32)
+    with count_unet(sd) as seen:
+        result, _ = sample_inpaint(sd, images, masks, SEEDS[:2], steps=4, newton_steps=2, inner_until=0.5)
+    assert result.nfe.tolist() == [4 + 2 * 2 * 2] * 2 and seen.items == int(result.nfe.sum())
+    full, _ = sample_inpaint(sd, images, masks, SEEDS[:2], steps=4, newton_steps=2)
+    assert (result.residual_final > full.residual_final).all()
+
+
+def test_rel_tol_stops_each_item_relative_to_its_own_first_residual(sd, make_problem, sample_inpaint):
+    """rel_tol = 0 never stops (S·(1 + 2K) forwards); rel_tol = 1 skips the corrections whenever an
+    item's residual is no worse than at its first step, so every item costs fewer forwards."""
+    images, masks = make_problem(2, 32, 32)
+    never, _ = sample_inpaint(sd, images, masks, SEEDS[:2], steps=3, newton_steps=2, rel_tol=0.0)
+    assert never.nfe.tolist() == [3 * 5] * 2
+    loose, _ = sample_inpaint(sd, images, masks, SEEDS[:2], steps=3, newton_steps=2, rel_tol=1.0)
+    assert (loose.nfe < never.nfe).all()
+    assert (loose.residual_final <= loose.residual_init).all()
