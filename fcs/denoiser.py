@@ -61,6 +61,7 @@ class Denoiser:
                              "are not supported yet; use an SD 1.x/2.x-style checkpoint")
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond: Tensor | None = None
+        self._channels_last = False
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -92,6 +93,20 @@ class Denoiser:
             if module is not None:
                 module.to(**kwargs)
         self._uncond = None
+        return self
+
+    def accelerate(self, compile: bool = False, channels_last: bool = False, backend: str = "inductor") -> Denoiser:
+        """Speed switches for GPU serving, off by default: channels-last UNet weights and
+        ``torch.compile`` of the UNet (static shapes; pad short batches to reuse the graph). Outputs
+        match the plain model up to float round-off (``tests/test_accelerate.py``); the exact JVP
+        always runs the uncompiled UNet, in the default memory format (forward-mode group norm
+        rejects channels-last activations), so with channels_last each JVP converts the weights
+        there and back (two weight copies per call; the finite difference needs none)."""
+        if channels_last:
+            self.unet.to(memory_format=torch.channels_last)
+            self._channels_last = True
+        if compile:
+            self.unet = torch.compile(self.unet, backend=backend, dynamic=False)
         return self
 
     def with_guidance(self, guidance_scale: float) -> Denoiser:
@@ -179,13 +194,21 @@ class Denoiser:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         dtype = self.dtype
+        view = copy.copy(self)
+        view.unet = getattr(self.unet, "_orig_mod", self.unet)  # forward-mode AD runs the eager module
 
         def tweedie(x_in: Tensor) -> Tensor:
-            return self.predict(x_in, t, cond)[1]
+            return view.predict(x_in, t, cond)[1]
 
         # contiguous: forward-mode group_norm fails on strided primals (e.g. x_t built from VAE latents)
-        with sdpa_kernel([SDPBackend.MATH]):
-            _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
+        if self._channels_last:
+            view.unet.to(memory_format=torch.contiguous_format)
+        try:
+            with sdpa_kernel([SDPBackend.MATH]):
+                _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
+        finally:
+            if self._channels_last:
+                view.unet.to(memory_format=torch.channels_last)
         return jv.float()
 
     # -- VAE --------------------------------------------------------------------------------

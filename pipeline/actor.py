@@ -36,11 +36,15 @@ class TaskActor:
         options: the task's checked options (``Task.check_options``); None = the task's defaults.
         device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
         threads: torch CPU threads (Ray starts workers with OMP_NUM_THREADS=1); None leaves it.
+        compile_unet, channels_last: :meth:`fcs.Denoiser.accelerate` switches.
+        pad_to: run a short batch padded to this many items (copies of its last item, results
+            dropped) so GPU kernels and compiled graphs see one shape; None = as it comes.
     """
 
     def __init__(self, model: str, task: str = "restore", config: SamplerConfig = SamplerConfig(),  # noqa: B008
                  options: dict | None = None, device: str = "auto", dtype: str = "auto", threads: int | None = None,
-                 endpoint: str | None = None) -> None:
+                 endpoint: str | None = None, compile_unet: bool = False, channels_last: bool = False,
+                 pad_to: int | None = None) -> None:
         import fcs
         from pipeline.model_cache import stage_model
 
@@ -56,6 +60,8 @@ class TaskActor:
             log.warning("Ray assigned GPU(s) %s to this actor but torch sees no CUDA device; running on CPU",
                         ray_gpus)
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
+        self.denoiser.accelerate(compile=compile_unet, channels_last=channels_last)
+        self.pad_to = pad_to
         self.device = str(self.denoiser.device)
         self.resource = self.task.load(self.denoiser, self.options) if self.task.load else None
 
@@ -103,11 +109,14 @@ class TaskActor:
     def _run(self, images, masks, prompts, seeds) -> list:
         """The task over the batch; if the batch fails as a whole (e.g. out of memory), each item is
         retried alone so one bad item or an oversized batch costs only its own rows."""
-        def run(*columns: list) -> list:
-            return self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)
+        def run(*columns: list, pad: bool = False) -> list:
+            n = len(columns[0])
+            if pad and self.pad_to and n < self.pad_to:  # items are independent: the copies change nothing
+                columns = tuple(list(c) + [c[-1]] * (self.pad_to - n) for c in columns)
+            return self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)[:n]
 
         try:
-            return run(images, masks, prompts, seeds)
+            return run(images, masks, prompts, seeds, pad=True)
         except Exception as exc:  # noqa: BLE001
             if len(images) == 1:
                 return [_sample_error(exc)]

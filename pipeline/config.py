@@ -37,6 +37,9 @@ class JobConfig:
         actor_start_timeout_s: fail if the sampler actors (model loaded) are not all up by then.
         task: restore, superres, style or layers (see :mod:`pipeline.tasks`); recorded in every row.
         task_options: the task's options (e.g. superres ``scale``); defaults filled in when built.
+        compile_unet, channels_last: GPU speed switches (``fcs.Denoiser.accelerate``), off by default.
+        pad_batches: run a short last batch padded to ``batch_size`` (one shape for GPU kernels and
+            compiled graphs); results are the same.
         preset: a named set of sampler settings (:data:`fcs.presets.PRESETS`: paper, fast) laid over
             the task's defaults; fields given in ``sampler`` win over it.
         sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the preset and
@@ -59,6 +62,9 @@ class JobConfig:
     actor_start_timeout_s: int = 1800
     task: str = "restore"
     task_options: dict = field(default_factory=dict)
+    compile_unet: bool = False
+    channels_last: bool = False
+    pad_batches: bool = False
     preset: str = DEFAULT_PRESET
     sampler: SamplerConfig | dict = field(default_factory=dict)
 
@@ -84,6 +90,9 @@ class JobConfig:
             _fail("gpus_per_actor", self.gpus_per_actor, "null (auto) or a number >= 0, e.g. 1 or 0.5")
         if not isinstance(self.cpus_per_actor, (int, float)) or self.cpus_per_actor < 0:
             _fail("cpus_per_actor", self.cpus_per_actor, "a number >= 0")
+        for name in ("compile_unet", "channels_last", "pad_batches"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, getattr(self, name), "true or false")
         if not isinstance(self.prompt, str):
             _fail("prompt", self.prompt, "a string")
         if self.task not in TASKS:

@@ -82,7 +82,9 @@ def run_graph(
         # the validated config and options travel as they are (Ray pickles the frozen SamplerConfig)
         fn_constructor_kwargs=dict(model=_model_source(cfg.model), task=cfg.task, config=cfg.sampler,
                                    options=cfg.task_options, device=res.device, dtype=cfg.dtype, threads=res.threads,
-                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV)),
+                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV),
+                                   compile_unet=cfg.compile_unet, channels_last=cfg.channels_last,
+                                   pad_to=cfg.batch_size if cfg.pad_batches else None),
         # a crashed actor is restarted and its batch retried, but a batch that keeps killing actors
         # (host OOM, a native crash) fails the job after a few tries instead of looping forever
         max_task_retries=MAX_BATCH_RETRIES,
