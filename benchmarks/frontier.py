@@ -60,17 +60,18 @@ def newton_settings(task: str) -> dict[str, dict]:
     return {"paper": differs(with_preset(base, "paper")), "fast": differs(with_preset(base, "fast")), **grid}
 
 
-def load(model: str, n: int):
+def load(model: str, n: int, dtype: str = "float32"):
+    """(denoiser, n held-out images (N, C, H, W) in [0, 1]) for ``digits`` or ``photo``."""
     from fcs import load_denoiser
 
     if model == "digits":
         from digits import held_out_digits
 
-        return load_denoiser(HERE / "reference_model", device="cpu", dtype="float32"), held_out_digits(n)
+        return load_denoiser(HERE / "reference_model", device="cpu", dtype=dtype), held_out_digits(n)
     from fcs.photos import held_out_crops
 
     crops = held_out_crops(128, per_photo=4)[:n]
-    return load_denoiser("photo", device="cpu", dtype="float32"), torch.from_numpy(crops).permute(0, 3, 1, 2) / 255.0
+    return load_denoiser("photo", device="cpu", dtype=dtype), torch.from_numpy(crops).permute(0, 3, 1, 2) / 255.0
 
 
 def training_images(model: str, n: int = 4) -> torch.Tensor:

@@ -62,6 +62,7 @@ class Denoiser:
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond: Tensor | None = None
         self._channels_last = False
+        self._min_side: int | None = None
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -121,6 +122,24 @@ class Denoiser:
     def size_multiple(self) -> int:
         """Image sides must be multiples of this: the VAE factor times the UNet's downsampling."""
         return self.scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def min_side(self) -> int:
+        """The smallest image side (pixels) this model takes. Images are padded to ``size_multiple``;
+        where a group norm at the coarsest level would then see one value per group (small UNets)
+        the padded side must be larger. Probed once with forward passes on a zero image."""
+        if self._min_side is None:
+            padded = self.size_multiple
+            for _ in range(6):
+                try:
+                    with torch.no_grad():
+                        image = torch.zeros(1, 3, padded, padded, device=self.device)
+                        x = self.encode(image) if self.is_latent else image[:, : self.channels]
+                        self.decode(self.predict(x, 500, self.encode_prompt([""]))[1])
+                    break
+                except (RuntimeError, ValueError):
+                    padded *= 2
+            self._min_side = padded - self.size_multiple + 1
+        return self._min_side
 
     def alpha(self, t: int) -> float:
         """ᾱ_t as a Python float (fp64 schedule)."""

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 Source = bytes | str | Path | Image.Image | np.ndarray
+
+
+def _open_lazy(source: bytes | str | Path) -> Image.Image:
+    """PIL's open: reads the header only; the pixels are decoded on ``load``."""
+    try:
+        return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    except Exception as exc:  # PIL raises many types for bad data
+        raise ValueError(_reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """A stable one-line reason: no object addresses (so equal failures group together)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "cannot decode image: not a recognised image format (PNG, JPEG, WebP, TIFF, ...)"
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
+    return f"cannot decode image: {text}".splitlines()[0]
+
+
+def image_size(source: bytes | str | Path) -> tuple[int, int]:
+    """(width, height) as stored in the file header (before any EXIF rotation), read without decoding a
+    pixel: a decompression bomb costs no memory here. Raises ValueError on unreadable data."""
+    img = _open_lazy(source)
+    return img.width, img.height
 
 
 def open_image(source: Source) -> Image.Image:
@@ -21,11 +45,11 @@ def open_image(source: Source) -> Image.Image:
         return source
     if isinstance(source, np.ndarray):
         return Image.fromarray(source)
+    img = _open_lazy(source)
     try:
-        img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
         img.load()
     except Exception as exc:  # PIL raises many types for bad data
-        raise ValueError(f"cannot decode image: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        raise ValueError(_reason(exc)) from exc
     return ImageOps.exif_transpose(img)
 
 

@@ -64,6 +64,7 @@ class TaskActor:
         self.pad_to = pad_to
         self.device = str(self.denoiser.device)
         self.resource = self.task.load(self.denoiser, self.options) if self.task.load else None
+        self.min_side = self.denoiser.min_side()
 
     def __call__(self, batch: dict) -> dict:
         """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes or
@@ -75,10 +76,21 @@ class TaskActor:
         rows = [{"id": str(batch["id"][i]), "error": batch["error"][i], "out": None,
                  "height": int(batch["height"][i]), "width": int(batch["width"][i]), "seed": int(batch["seed"][i])}
                 for i in range(n)]
+        for row in rows:
+            if row["error"] is None:
+                row["error"] = self._too_small(row["height"], row["width"])
         todo = [i for i in range(n) if rows[i]["error"] is None]
         if todo:
             self._sample(batch, rows, todo)
         return {name: np.array([row.get(name) for row in rows], dtype=object) for name in self.columns}
+
+    def _too_small(self, h: int, w: int) -> str | None:
+        """The validate: error of an item whose output would be smaller than the model takes."""
+        out_h, out_w = self.task.output_size(h, w, self.options)
+        if min(out_h, out_w) >= self.min_side:
+            return None
+        what = f"image is {w}x{h}" + (f" (output {out_w}x{out_h})" if (out_h, out_w) != (h, w) else "")
+        return f"validate: {what}, smaller than this model's minimum of {self.min_side} pixels per side; upscale it"
 
     def _sample(self, batch: dict, rows: list[dict], todo: list[int]) -> None:
         started = time.time()

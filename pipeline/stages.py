@@ -8,6 +8,7 @@ whose ``error`` starts with the stage that failed (``read:``, ``decode:``, ``val
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zlib
 
 import numpy as np
@@ -33,7 +34,9 @@ class ItemError(Exception):
 
 
 def one_line(stage: str, exc: BaseException | str, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """``<stage>: <reason>`` on one line, at most ``limit`` characters, without object addresses (so
+    the same failure reads the same on every row and groups in the summary)."""
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(exc).split())) or type(exc).__name__
     text = text if text.startswith(f"{stage}:") else f"{stage}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -74,7 +77,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
 
 
 def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict) -> dict:
-    from fcs.images import to_rgb_array
+    from fcs.images import image_size, to_rgb_array
     from fcs.inpaint import check_pair
 
     out = {}
@@ -90,15 +93,18 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, option
     image = _fetch(raw, "image", storage)
     mask = _fetch(raw, "mask", storage) if task.mask else None
     try:
-        rgb = to_rgb_array(image)
+        w, h = image_size(image)  # the header only: an oversized image is rejected before decoding
     except ValueError as exc:
         raise ItemError(one_line("decode", exc)) from None
-    mask_arr = _decode_mask(mask) if mask is not None else None
-    h, w = rgb.shape[:2]
     out_h, out_w = task.output_size(h, w, options)
     if max(out_h, out_w) > max_side:
         what = f"image is {w}x{h}" + (f", output {out_w}x{out_h}," if (out_h, out_w) != (h, w) else ",")
         raise ItemError(one_line("validate", f"{what} larger than max_side={max_side}; downscale it or raise max_side"))
+    try:
+        rgb = to_rgb_array(image)
+    except ValueError as exc:
+        raise ItemError(one_line("decode", exc)) from None
+    mask_arr = _decode_mask(mask) if mask is not None else None
     if mask_arr is not None:
         out["mask"] = np.ascontiguousarray(mask_arr).tobytes()
     try:

@@ -94,3 +94,17 @@ def test_a_short_batch_padded_to_the_batch_size_gives_the_same_rows(model_dirs, 
     for x, y in zip(a["out"], b["out"], strict=True):
         diff = np.abs(np.frombuffer(x, np.uint8).astype(int) - np.frombuffer(y, np.uint8).astype(int))
         assert diff.max() <= 1  # fp32 batch-size round-off, in 8-bit pixels
+
+
+def test_an_image_smaller_than_the_model_takes_is_a_validate_error_row(sampler, tmp_path):
+    """A 1x1 image (and one of exactly the tiny model's 16-px grid, whose coarsest group norm would see a
+    single value) gets a clear validate: row naming the minimum; the others in the batch are restored."""
+    assert sampler.min_side == 17
+    rows = [{"id": "dot", "image": png(photo(1, 1)), "mask": png(np.full((1, 1), 255, np.uint8))},
+            {"id": "grid", "image": png(photo(16, 16)), "mask": png(hole(16, 16))},
+            {"id": "ok", "image": png(photo(17, 20)), "mask": png(hole(17, 20))}]
+    out = sampler(_batch(rows, tmp_path))
+    assert out["error"][0] == ("validate: image is 1x1, smaller than this model's minimum of 17 pixels per side; "
+                               "upscale it")
+    assert out["error"][1].startswith("validate: image is 16x16, smaller than")
+    assert out["error"][2] is None and out["out"][2] is not None

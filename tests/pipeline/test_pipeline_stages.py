@@ -86,3 +86,36 @@ def test_encode_makes_the_output_contract():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(ok["image"]["bytes"]))), img)
     assert bad["status"] == "error" and bad["image"] is None and bad["error"].startswith("decode:")
     assert bad["task"] == "restore" and bad["seed"] == 2
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height but whose pixel data is that of a 1x1 image: decoding
+    it would need width·height·3 bytes, reading its header needs none."""
+    import struct
+    import zlib
+
+    data = bytearray(png(photo(1, 1)))
+    ihdr = 8  # the IHDR chunk follows the 8-byte signature: length, type, width, height, ...
+    data[ihdr + 8:ihdr + 16] = struct.pack(">II", width, height)
+    data[ihdr + 21:ihdr + 25] = struct.pack(">I", zlib.crc32(bytes(data[ihdr + 4:ihdr + 21])))
+    return bytes(data)
+
+
+def test_oversized_images_are_rejected_from_the_header_before_decoding(tmp_path):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = _prepare([{"id": "bomb", "image": _png_claiming(12000, 12000), "mask": png(hole())}], tmp_path)
+    assert out["bomb"]["error"] == ("validate: image is 12000x12000, larger than max_side=2048; downscale it or "
+                                    "raise max_side")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100  # decoding would need 432 MB
+
+
+def test_error_reasons_are_stable_strings(tmp_path):
+    rows = [{"id": f"junk{k}", "image": b"not an image at all", "mask": png(hole())} for k in range(2)]
+    out = _prepare(rows, tmp_path)
+    assert out["junk0"]["error"] == out["junk1"]["error"] == (
+        "decode: cannot decode image: not a recognised image format (PNG, JPEG, WebP, TIFF, ...)")
+    address = "cannot read <_io.BytesIO object at 0x7f3a2c1b5e40>"
+    assert one_line("read", address) == "read: cannot read <_io.BytesIO object>"
