@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from fcs.samplers import JACOBIANS, SAMPLERS
 from fcs.samplers.common import STEPS
-from fcs.samplers.newton import FD_STEP, NEWTON_STEPS
+from fcs.samplers.newton import FD_STEP, NEWTON_STEPS, inner_step_count
 
 METHODS = tuple(SAMPLERS)  # newton, dps, replacement, ddim
 
@@ -116,4 +115,4 @@ class SamplerConfig:
         """UNet forwards per item without early stop: S + 2K·ceil(inner_until·S) for Newton, S otherwise."""
         if self.method != "newton":
             return self.steps
-        return self.steps + 2 * self.newton_steps * math.ceil(self.inner_until * self.steps)
+        return self.steps + 2 * self.newton_steps * inner_step_count(self.inner_until, self.steps)

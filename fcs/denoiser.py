@@ -128,17 +128,23 @@ class Denoiser:
         where a group norm at the coarsest level would then see one value per group (small UNets)
         the padded side must be larger. Probed once with forward passes on a zero image."""
         if self._min_side is None:
-            padded = self.size_multiple
-            for _ in range(6):
+            unet = getattr(self.unet, "_orig_mod", self.unet)  # never compile graphs for the probe
+            view = copy.copy(self)
+            view.unet = unet
+            t = self.timesteps(1)[0]
+            for cells in range(1, 9):
+                padded = cells * self.size_multiple
                 try:
                     with torch.no_grad():
                         image = torch.zeros(1, 3, padded, padded, device=self.device)
-                        x = self.encode(image) if self.is_latent else image[:, : self.channels]
-                        self.decode(self.predict(x, 500, self.encode_prompt([""]))[1])
-                    break
-                except (RuntimeError, ValueError):
-                    padded *= 2
-            self._min_side = padded - self.size_multiple + 1
+                        x = view.encode(image) if self.is_latent else image[:, : self.channels]
+                        view.decode(view.predict(x, t, view.encode_prompt([""]))[1])
+                except (RuntimeError, ValueError) as exc:
+                    if "Expected more than 1 value per channel" not in str(exc) or cells == 8:
+                        raise
+                    continue
+                self._min_side = padded - self.size_multiple + 1
+                break
         return self._min_side
 
     def alpha(self, t: int) -> float:

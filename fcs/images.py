@@ -23,11 +23,16 @@ def _open_lazy(source: bytes | str | Path) -> Image.Image:
         raise ValueError(_reason(exc)) from exc
 
 
+def strip_addresses(text: str) -> str:
+    """``text`` without object addresses (`` at 0x7f...``), so equal failures read the same."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+
+
 def _reason(exc: BaseException) -> str:
     """A stable one-line reason: no object addresses (so equal failures group together)."""
     if isinstance(exc, UnidentifiedImageError):
         return "cannot decode image: not a recognised image format (PNG, JPEG, WebP, TIFF, ...)"
-    text = re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
+    text = strip_addresses(f"{type(exc).__name__}: {exc}")
     return f"cannot decode image: {text}".splitlines()[0]
 
 

@@ -75,9 +75,11 @@ class FastConstrainedInpaintPipeline:
     ) -> InpaintOutput:
         """Inpaint one image or a list. Masks: white = regenerate, black = keep.
 
-        ``preset`` (:data:`fcs.presets.PRESETS`, e.g. "fast") is laid over ``config``; explicit
-        arguments override both.
+        Settings: ``config`` (a full SamplerConfig) or ``preset`` (:data:`fcs.presets.PRESETS`, e.g.
+        "fast"), not both; the explicit arguments override either.
         """
+        if config is not None and preset is not None:
+            raise ValueError("give config or preset, not both (a config already holds every setting)")
         images = list(image) if isinstance(image, (list, tuple)) else [image]
         masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else [mask_image]
         n = len(images)

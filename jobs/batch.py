@@ -120,7 +120,7 @@ def _demo_values(values: dict, args: argparse.Namespace, smoke: bool) -> dict:
     model = values["model"]
     cuda = _cuda()
     large = model not in ("tiny", "photo")  # a user's checkpoint, e.g. Stable Diffusion at 512²
-    if large and not cuda and args.steps is None and not smoke:
+    if large and not cuda and not smoke and not values["sampler"] and args.preset is None:
         log.warning("demo: no GPU here; using steps=10, newton_steps=2 at 256x256 to keep a CPU run to minutes")
         values["sampler"].update(steps=10, newton_steps=2)
     size = (512 if cuda else 256) if large else PHOTO_MODEL_SIZE

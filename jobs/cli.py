@@ -2,7 +2,7 @@
 
     fcs inpaint --image in.png --mask m.png --out out.png [--model tiny|ID|PATH]
     fcs run restore --input URI --output URI [...]      (see ``fcs run restore --help``)
-    fcs run superres|style|layers --input URI --output URI [...]
+    fcs run superres|style|layers|outpaint --input URI --output URI [...]
     fcs report OUTPUT_URI [--input URI] [--out report.html]
     fcs doctor [URI ...]                                 (what this machine / Ray cluster offers a job)
 """

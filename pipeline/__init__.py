@@ -3,7 +3,7 @@
 Public API:
     JobConfig                 job settings (validated on construction)
     run                       run a job to completion, resuming committed work; returns the summary
-    TASKS                     the task registry (restore, superres, style, layers): options, runner, schema
+    TASKS                     the task registry (restore, superres, style, layers, outpaint)
     TaskActor                 the GPU stage (a callable class, usable without Ray)
     Storage                   a URI with its explicit fsspec and pyarrow filesystems
     OUTPUT_SCHEMA             the output data contract (a task may add image columns: ``Task.schema``)

@@ -60,11 +60,11 @@ class TaskActor:
             log.warning("Ray assigned GPU(s) %s to this actor but torch sees no CUDA device; running on CPU",
                         ray_gpus)
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
+        self.min_side = self.denoiser.min_side()  # probed before compiling: no graphs for probe shapes
         self.denoiser.accelerate(compile=compile_unet, channels_last=channels_last)
-        self.pad_to = pad_to
+        self.pad_to = pad_to if self.task.batched else None
         self.device = str(self.denoiser.device)
         self.resource = self.task.load(self.denoiser, self.options) if self.task.load else None
-        self.min_side = self.denoiser.min_side()
 
     def __call__(self, batch: dict) -> dict:
         """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes or
@@ -123,14 +123,20 @@ class TaskActor:
         retried alone so one bad item or an oversized batch costs only its own rows."""
         def run(*columns: list, pad: bool = False) -> list:
             n = len(columns[0])
-            if pad and self.pad_to and n < self.pad_to:  # items are independent: the copies change nothing
-                columns = tuple(list(c) + [c[-1]] * (self.pad_to - n) for c in columns)
-            return self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)[:n]
+            if not (pad and self.pad_to and n < self.pad_to):
+                return self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)
+            # items are independent: the copies change nothing but the shapes the GPU sees
+            columns = tuple(list(c) + [c[-1]] * (self.pad_to - n) for c in columns)
+            results = self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)[:n]
+            for res in results:  # report the real rows: per-item time over them, not over the copies
+                res.sample_s, res.batch_size = res.sample_s * self.pad_to / n, n
+            return results
 
+        padded = bool(self.pad_to and len(images) < self.pad_to)
         try:
             return run(images, masks, prompts, seeds, pad=True)
         except Exception as exc:  # noqa: BLE001
-            if len(images) == 1:
+            if len(images) == 1 and not padded:
                 return [_sample_error(exc)]
             log.warning("batch of %d failed (%s); retrying items one by one", len(images), exc)
             self._free()

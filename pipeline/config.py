@@ -35,7 +35,8 @@ class JobConfig:
         prompt: prompt for rows without a ``prompt`` column value. max_side: larger images are
             error rows. limit: process at most this many pending items (None = all).
         actor_start_timeout_s: fail if the sampler actors (model loaded) are not all up by then.
-        task: restore, superres, style or layers (see :mod:`pipeline.tasks`); recorded in every row.
+        task: restore, superres, style, layers or outpaint (:data:`pipeline.tasks.TASKS`); recorded in
+            every row.
         task_options: the task's options (e.g. superres ``scale``); defaults filled in when built.
         compile_unet, channels_last: GPU speed switches (``fcs.Denoiser.accelerate``), off by default.
         pad_batches: run a short last batch padded to ``batch_size`` (one shape for GPU kernels and
@@ -101,8 +102,9 @@ class JobConfig:
             _fail("task_options", self.task_options, f"a mapping of {self.task} options")
         task = TASKS[self.task]
         object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
+        check_preset(self.preset)
         if isinstance(self.sampler, dict):
-            object.__setattr__(self, "sampler", task.sampler_config(self.sampler, check_preset(self.preset)))
+            object.__setattr__(self, "sampler", task.sampler_config(self.sampler, self.preset))
         if not isinstance(self.sampler, SamplerConfig):
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 

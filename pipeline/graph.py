@@ -3,7 +3,7 @@
     read (Parquet / folder, blocks of batch_size rows, committed ids skipped)
       -> prepare   CPU tasks: read bytes, decode, validate      (pipeline.stages.prepare)
       -> TaskActor actor pool, one resident model per actor,    (pipeline.actor.TaskActor)
-                   running the job's task (restore, superres, style, layers: pipeline.tasks)
+                   running the job's task (pipeline.tasks.TASKS)
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
       -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
 

@@ -8,12 +8,12 @@ whose ``error`` starts with the stage that failed (``read:``, ``decode:``, ``val
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zlib
 
 import numpy as np
 import pyarrow as pa
 
+from fcs.images import strip_addresses
 from pipeline.storage import Storage
 from pipeline.tasks import TASKS, Task
 
@@ -36,7 +36,7 @@ class ItemError(Exception):
 def one_line(stage: str, exc: BaseException | str, limit: int = 300) -> str:
     """``<stage>: <reason>`` on one line, at most ``limit`` characters, without object addresses (so
     the same failure reads the same on every row and groups in the summary)."""
-    text = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(exc).split())) or type(exc).__name__
+    text = strip_addresses(" ".join(str(exc).split())) or type(exc).__name__
     text = text if text.startswith(f"{stage}:") else f"{stage}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -104,6 +104,7 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, option
         rgb = to_rgb_array(image)
     except ValueError as exc:
         raise ItemError(one_line("decode", exc)) from None
+    h, w = rgb.shape[:2]  # after EXIF rotation, which the header's size is not
     mask_arr = _decode_mask(mask) if mask is not None else None
     if mask_arr is not None:
         out["mask"] = np.ascontiguousarray(mask_arr).tobytes()

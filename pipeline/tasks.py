@@ -19,7 +19,7 @@ CONTRIBUTING.md). Nothing here imports Ray.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,6 +85,8 @@ class Task:
         check_item: (rgb, mask, options) -> None; raises ValueError naming what is wrong with an item.
         output_size: (h, w, options) -> the output's (h, w), checked against ``max_side`` before sampling.
         smoke: options ``--smoke`` sets unless given. demo: offers ``--demo``.
+        batched: ``run`` samples its items in one batch (padding a short batch then pays off); False
+            for a task that runs items one at a time.
     """
 
     name: str
@@ -100,15 +102,11 @@ class Task:
     output_size: Callable[[int, int, dict], tuple[int, int]] = _same_size
     smoke: dict = field(default_factory=dict)
     demo: bool = False
+    batched: bool = True
 
     @property
     def schema(self) -> pa.Schema:
         return output_schema(self.extra_images)
-
-    def sampler_defaults(self) -> dict:
-        """The fields where this task's sampler defaults differ from ``SamplerConfig()``."""
-        base = asdict(SamplerConfig())
-        return {k: v for k, v in asdict(self.sampler).items() if v != base[k]}
 
     def sampler_config(self, values: dict, preset: str = DEFAULT_PRESET) -> SamplerConfig:
         """The user's SamplerConfig fields laid over ``preset`` laid over this task's defaults, validated."""
@@ -258,6 +256,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                     "passes only)"),
          )),
     Task("style", mask=False, run=_style, load=_load_clip, sampler=STYLE_DEFAULTS,
+         output_size=lambda h, w, options: tuple(options["size"]),
          smoke={"clip_model": TINY_CLIP, "size": [64, 64]},
          about="Generate one image per row from its prompt in the style of its reference image on Ray "
                "(inexact-Newton sampler under a CLIP Gram-matrix loss) and write one Parquet row per input id. "
@@ -270,7 +269,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                     "of the model's grid (64 for SD 1.5)", {"type": int, "nargs": "+", "metavar": "N"},
                     normalize=_square),
          )),
-    Task("layers", mask=True, run=_layers, check_item=_object_regions, sampler=LAYERS_DEFAULTS,
+    Task("layers", mask=True, run=_layers, check_item=_object_regions, sampler=LAYERS_DEFAULTS, batched=False,
          extra_images=("foreground", "background", "alpha"), smoke={"rounds": 2, "samples": 2},
          about="Split a dataset's images into background, foreground and alpha given rough object regions, on Ray "
                "(EM over constrained-sampler completions), and write one Parquet row per input id. Input rows: "

@@ -1,4 +1,4 @@
-"""Layering (DESIGN.md): imports point down only. ``fcs`` never imports ray, object storage,
+"""Layering (CONTRIBUTING.md): imports point down only. ``fcs`` never imports ray, object storage,
 ``pipeline`` or ``jobs``; ``pipeline`` never imports ``jobs``."""
 
 from __future__ import annotations

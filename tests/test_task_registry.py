@@ -36,9 +36,10 @@ def test_task_is_complete(name):
 
 
 def test_sampler_defaults_differ_only_where_the_task_says():
-    assert TASKS["restore"].sampler_defaults() == {}
-    assert TASKS["superres"].sampler_defaults() == {"newton_steps": 10, "lr": 0.1}
+    assert TASKS["restore"].sampler_config({}) == SamplerConfig()
+    assert TASKS["superres"].sampler_config({}) == SamplerConfig(newton_steps=10, lr=0.1)
     assert TASKS["layers"].sampler_config({"steps": 4}) == SamplerConfig(steps=4, newton_steps=3)
+    assert TASKS["superres"].sampler_config({}, "fast").lr == 0.1  # a preset keeps the task's own lr
 
 
 def test_options_are_checked_once_with_defaults_and_names():

@@ -86,8 +86,8 @@ def newton(
         jacobian: "fd" (finite difference, the paper's), "jvp" (exact forward-mode), or "auto": fd
             for fp32 models, jvp for fp16/bf16 ones (a step of h drowns in half-precision rounding).
         tol: per-item early stop: an item skips the inner iterations while its residual <= tol.
-        rel_tol: the same relative to the item's own residual at the first outer step (a tolerance
-            that means the same for every model and constraint scale).
+        rel_tol: the same relative to the item's own residual at the first outer step of this call
+            (``start``), a tolerance that means the same for every model and constraint scale.
         inner_until: run the inner iterations only in the first ``ceil(inner_until · S)`` outer steps
             (x̂0 barely moves in the last steps, where corrections buy little).
         start, stop: run only outer steps [start, stop); ``noise`` is then x_t at step ``start`` and,
@@ -105,7 +105,7 @@ def newton(
     if not 0 <= inner_until <= 1:
         raise ValueError(f"inner_until must be in [0, 1], got {inner_until!r}")
     lrs = learning_rates(newton_steps, lr)
-    inner_steps = math.ceil(inner_until * len(schedule))
+    inner_steps = inner_step_count(inner_until, len(schedule))
     x = noise.to(denoiser.device, torch.float32).clone()
     nfe = torch.zeros(x.shape[0], dtype=torch.long)
     trace = []
@@ -131,6 +131,11 @@ def newton(
             x = ddim_step(x0, eps, denoiser.alpha(t_prev), denoiser.alpha(t), eta, gens)
     extras = {"x_t": x} if t_prev is not None else {}
     return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1).cpu(), extras=extras)
+
+
+def inner_step_count(inner_until: float, steps: int) -> int:
+    """How many of the first outer steps run inner iterations (robust to float round-off: 0.07 · 100 = 7)."""
+    return math.ceil(inner_until * steps - 1e-9)
 
 
 def _threshold(tol: float | None, rel_tol: float | None, first: Tensor) -> Tensor | None:

@@ -119,3 +119,16 @@ def test_error_reasons_are_stable_strings(tmp_path):
         "decode: cannot decode image: not a recognised image format (PNG, JPEG, WebP, TIFF, ...)")
     address = "cannot read <_io.BytesIO object at 0x7f3a2c1b5e40>"
     assert one_line("read", address) == "read: cannot read <_io.BytesIO object>"
+
+
+def test_exif_rotated_photos_keep_their_decoded_shape(tmp_path):
+    """A phone JPEG stored 30x12 with EXIF orientation 6 decodes upright as 12x30: the row's height and
+    width are those of the decoded pixels (the header check before decoding only bounds the size)."""
+    img = Image.fromarray(photo(12, 30))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    out = _prepare([{"id": "phone", "image": buf.getvalue(), "mask": png(hole(30, 12))}], tmp_path)["phone"]
+    assert out["error"] is None, out["error"]
+    assert (out["height"], out["width"]) == (30, 12) and len(out["rgb"]) == 30 * 12 * 3
