@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -160,9 +161,10 @@ def tune_zeta(den, model: str, task: str) -> float:
     return max(best, key=best.get)
 
 
-def run_model(model: str, tasks: list[str], n: int, journal: Path) -> list[dict]:
+def run_model(model: str, tasks: list[str], n: int, journal: Path, report_only: bool = False) -> list[dict]:
     """Every row of ``model``; rows already in ``journal`` (one JSON row per line, appended as they are
-    measured) are reused, so an interrupted run resumes where it stopped."""
+    measured) are reused, so an interrupted run resumes where it stopped. ``report_only``: the
+    journal's rows only, measuring nothing."""
     done = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
     den, truth = load(model, n)
     rows = []
@@ -171,8 +173,8 @@ def run_model(model: str, tasks: list[str], n: int, journal: Path) -> list[dict]
         key = (model, n, task, method, setting, json.dumps(fields, sort_keys=True))
         old = [r for r in done if r["method"] != "zeta" and (r["model"], r["n"], r["task"], r["method"], r["setting"],
                                                             json.dumps(r["fields"], sort_keys=True)) == key]
-        if old:
-            rows.append(old[0])
+        if old or report_only:
+            rows.extend(old[:1])
             return
         out, nfe, seconds = sample(den, task, truth, method, fields)
         rows.append({"model": model, "n": n, "task": task, "method": method, "setting": setting, "nfe": nfe,
@@ -188,6 +190,8 @@ def run_model(model: str, tasks: list[str], n: int, journal: Path) -> list[dict]
             add(task, "newton", setting, fields)
         add(task, "ddim", "unconstrained S20", {"steps": 20})
         zetas = [r["zeta"] for r in done if (r["model"], r["task"], r["method"]) == (model, task, "zeta")]
+        if report_only and not zetas:
+            continue
         zeta = zetas[0] if zetas else tune_zeta(den, model, task)
         if not zetas:
             with journal.open("a") as f:
@@ -201,17 +205,22 @@ def run_model(model: str, tasks: list[str], n: int, journal: Path) -> list[dict]
     return rows
 
 
+def _label(setting: str) -> str:
+    """DPS rows of one budget share a line: their ζ is tuned per task (given in the JSON)."""
+    return re.sub(r" ζ=\S+", " (ζ tuned per task)", setting)
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"### Quality vs cost ({meta['n']} held-out items per model; hole PSNR in dB, whole image for SR)", ""]
     for model in dict.fromkeys(r["model"] for r in rows):
         tasks = list(dict.fromkeys(r["task"] for r in rows if r["model"] == model))
         lines += [f"**{model}**", "", "| method | setting | NFE | " + " | ".join(tasks) + " |",
                   "|---|---|---|" + "---|" * len(tasks)]
-        keys = list(dict.fromkeys((r["method"], r["setting"]) for r in rows if r["model"] == model))
+        keys = list(dict.fromkeys((r["method"], _label(r["setting"])) for r in rows if r["model"] == model))
         for method, setting in keys:
             cells, nfes = [], set()
             for task in tasks:
-                hit = [r for r in rows if (r["model"], r["task"], r["method"], r["setting"]) ==
+                hit = [r for r in rows if (r["model"], r["task"], r["method"], _label(r["setting"])) ==
                        (model, task, method, setting)]
                 cells.append(f"{hit[0]['psnr_hole']:.2f} ± {hit[0]['psnr_ci']:.2f}" if hit else "n/a")
                 nfes.update(round(r["nfe"]) for r in hit)
@@ -240,6 +249,9 @@ def figure(rows: list[dict], path: Path) -> None:
             if (r["model"], r["task"]) == (model, task) and r["setting"] in ("paper", "fast"):
                 ax.annotate(r["setting"], (r["nfe"], r["psnr_hole"]), fontsize=8)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks([20, 30, 50, 70, 110, 220, 420])
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_title(f"{model}: {task}")
         ax.set_xlabel("UNet forwards per item")
         ax.set_ylabel("hole PSNR (dB)")
@@ -255,6 +267,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="", help="comma-separated subset of each model's tasks")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report-only", action="store_true", help="tables and figure from the journal alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows, counts = [], {}
@@ -262,13 +275,14 @@ def main() -> None:
     for model in args.models.split(","):
         n = args.n or (64 if model == "digits" else 8)
         tasks = [t for t in TASKS[model] if not args.tasks or t in args.tasks.split(",")]
-        rows += run_model(model, tasks, n, args.out / "frontier.jsonl")
+        rows += run_model(model, tasks, n, args.out / "frontier.jsonl", args.report_only)
         counts[model] = n
     meta = {"n": counts}
     (args.out / "frontier.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     md = markdown(rows, {"n": ", ".join(f"{k}: {v}" for k, v in counts.items())})
     (args.out / "frontier.md").write_text(md)
-    figure(rows, args.out / "frontier.png")
+    if rows:
+        figure(rows, args.out / "frontier.png")
     print(md)
 
 

@@ -182,17 +182,37 @@ def main() -> None:
     den = load_denoiser(args.model, device="cpu", dtype="float32")
     truth = held_out_crops(128, per_photo=4)[: args.n]
     tasks, methods = args.tasks.split(","), args.methods.split(",")
+    journal = RESULTS / "latent_quality.jsonl"  # one row per line as measured: a rerun resumes from it
+    RESULTS.mkdir(exist_ok=True)
+    done = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
     rows, shown = [], {}
+
+    def record(row: dict, out: list | None = None) -> None:
+        if out is not None:
+            row["shown"] = [png_b64(o) for o in out[:3]]
+        rows.append(row)
+        with journal.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
     for task in tasks:
+        old = {r["method"]: r for r in done if r["task"] == task and r["n"] == (args.layers_n if task == "layers"
+                                                                                 else len(truth))}
         if task == "layers":
+            if "newton-k3" in old:
+                rows.append(old["newton-k3"])
+                continue
             lay = layers_rows(den, args.layers_n, args.steps)
-            rows.append({"task": "layers", "method": "newton-k3", "n": len(lay),
-                         **{k: ci95([r[k] for r in lay]) for k in ("iou_estimate", "iou_rough", "nfe", "seconds")}})
+            record({"task": "layers", "method": "newton-k3", "n": len(lay),
+                    **{k: ci95([r[k] for r in lay]) for k in ("iou_estimate", "iou_rough", "nfe", "seconds")}})
             print(f"layers: IoU {rows[-1]['iou_estimate'][0]:.3f}", file=sys.stderr)
             continue
-        zeta = None
+        zeta = old["dps"]["dps_step"] if "dps" in old else None
         for method in methods:
             if not applies(method, task):
+                continue
+            if method in old:
+                rows.append(old[method])
+                shown.setdefault(task, {})[method] = [png_array(b) for b in old[method]["shown"]]
                 continue
             if method == "dps":
                 zeta = tune_zeta(den, "dps", task, args.steps, ZETAS)
@@ -206,10 +226,11 @@ def main() -> None:
             out, nfe = restore(den, method, task, truth, args.steps, z or 1.0)
             seconds = (time.perf_counter() - start) / len(truth)
             m = item_metrics(task, truth, out)
-            rows.append({"task": task, "method": method, "n": len(truth), "dps_step": z, "nfe": float(np.mean(nfe)),
-                         "seconds_per_item": seconds, **{k: ci95(v) for k, v in m.items()}})
+            record({"task": task, "method": method, "n": len(truth), "dps_step": z, "nfe": float(np.mean(nfe)),
+                    "seconds_per_item": seconds, **{k: ci95(v) for k, v in m.items()}}, out)
             shown.setdefault(task, {})[method] = out[:3]
             print(f"{task} {method}: hole PSNR {rows[-1]['psnr_hole'][0]:.2f} dB", file=sys.stderr)
+    rows = [{k: v for k, v in r.items() if k != "shown"} for r in rows]
     RESULTS.mkdir(exist_ok=True)
     meta = {"model": args.model, "n": len(truth), "steps": args.steps, "size": 128}
     (RESULTS / "latent_quality.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
@@ -218,6 +239,26 @@ def main() -> None:
     if shown:
         figure(shown, truth[:3], RESULTS / "latent_quality.png")
     print(md)
+
+
+def png_b64(img: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def png_array(text: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
 
 
 def pivot(rows: list[dict], key: str = "psnr_hole") -> list[str]:
