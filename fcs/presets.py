@@ -3,8 +3,10 @@
     paper   each task's own defaults, which are the paper's settings (S = 20, K = 5, lr =
             linspace(0.5, 0.1, K); super-resolution K = 10, lr = 0.1): 220 UNet forwards per inpainted
             image, 420 per upscaled one (layers: K = 3; style: guidance 3, as documented per task).
-    fast    fewer outer steps and inner steps, chosen on the quality-vs-cost frontier of both trained
-            models (``benchmarks/frontier.py``; README, "Quality vs cost").
+    fast    S = 10, K = 3: 70 forwards. On the quality-vs-cost frontier of both trained models
+            (``benchmarks/frontier.py``; README, "Quality vs cost") it matches or beats paper for
+            latent-mask inpainting, but loses 2–7 dB where the error comes through the VAE decoder
+            (scattered pixels, super-resolution), so it is opt-in.
 
 Explicit settings win over a preset, a preset over the task's defaults.
 """
