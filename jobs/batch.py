@@ -19,13 +19,16 @@ import yaml
 from fcs.config import SamplerConfig
 from fcs.loading import BUILTIN
 from fcs.presets import DEFAULT_PRESET, PRESETS
+from pipeline.errors import RETRY_ERRORS
+from pipeline.output import ROWS_PER_FILE
+from pipeline.storage import READ_ATTEMPTS
 from pipeline.tasks import TASKS, Task
 
 CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")
 # job fields with a flag of the same name (--batch-size sets batch_size)
 JOB_FLAGS = ("input", "output", "model", "actors", "batch_size", "s3_endpoint", "prompt", "gpus_per_actor", "device",
-             "dtype", "limit", "preset")
+             "dtype", "limit", "preset", "rows_per_file", "retry_errors", "read_attempts")
 EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
        "2 bad configuration or input (nothing was run)"
 
@@ -55,6 +58,12 @@ def parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device for the sampler (default auto)")
     p.add_argument("--dtype", help="auto (fp16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--limit", type=int, help="process at most this many pending items")
+    p.add_argument("--rows-per-file", type=int, help=f"rows per committed output file (default {ROWS_PER_FILE})")
+    p.add_argument("--retry-errors", nargs="?", const="all", choices=RETRY_ERRORS,
+                   help="process committed error rows again: all (the default when given without a value; "
+                        "after fixing bad inputs) or transient (read: and sample: errors only)")
+    p.add_argument("--read-attempts", type=int,
+                   help=f"tries per object read from object storage before an error row (default {READ_ATTEMPTS})")
     for opt in task.options:
         extra = {"metavar": opt.name.upper(), **opt.cli}
         p.add_argument(opt.flag, dest=f"option_{opt.name}", help=f"{opt.help} (default {opt.default})", **extra)

@@ -175,7 +175,7 @@ def _bytes(pixels: np.ndarray) -> bytes:
 
 
 def _sample_error(exc: BaseException) -> str:
-    from pipeline.stages import one_line
+    from pipeline.errors import one_line
 
     return one_line("sample", f"{type(exc).__name__}: {exc}")
 

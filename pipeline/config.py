@@ -7,6 +7,9 @@ from typing import Any
 
 from fcs.config import SamplerConfig
 from fcs.presets import DEFAULT_PRESET, check_preset
+from pipeline.errors import RETRY_ERRORS
+from pipeline.output import ROWS_PER_FILE
+from pipeline.storage import READ_ATTEMPTS
 from pipeline.tasks import TASKS
 
 
@@ -41,6 +44,14 @@ class JobConfig:
         compile_unet, channels_last: GPU speed switches (``fcs.Denoiser.accelerate``), off by default.
         pad_batches: run a short last batch padded to ``batch_size`` (one shape for GPU kernels and
             compiled graphs); results are the same.
+        rows_per_file: rows per committed output file (the last one of a run holds fewer); larger
+            files mean fewer files for every reader, smaller ones less finished work redone after a
+            driver crash.
+        retry_errors: what a rerun re-processes of the error rows already committed: none, transient
+            (``read:`` and ``sample:`` errors) or all (also ``decode:``/``validate:`` ones, after
+            fixing the inputs); see :mod:`pipeline.errors`.
+        read_attempts: tries per object read from object storage (waits doubling from 0.25 s)
+            before the item is a ``read:`` error row.
         preset: a named set of sampler settings (:data:`fcs.presets.PRESETS`: paper, fast) laid over
             the task's defaults; fields given in ``sampler`` win over it.
         sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the preset and
@@ -66,6 +77,9 @@ class JobConfig:
     compile_unet: bool = False
     channels_last: bool = False
     pad_batches: bool = False
+    rows_per_file: int = ROWS_PER_FILE
+    retry_errors: str = "none"
+    read_attempts: int = READ_ATTEMPTS
     preset: str = DEFAULT_PRESET
     sampler: SamplerConfig | dict = field(default_factory=dict)
 
@@ -78,7 +92,7 @@ class JobConfig:
         if src == dst or dst.startswith(src + "/") or src.startswith(dst + "/"):
             _fail("output", self.output, "a location neither equal to, inside, nor containing the input (a rerun "
                   "would read its own output as input)")
-        for name in ("actors", "batch_size", "max_side", "actor_start_timeout_s"):
+        for name in ("actors", "batch_size", "max_side", "actor_start_timeout_s", "rows_per_file", "read_attempts"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 _fail(name, value, "a positive integer")
@@ -94,6 +108,8 @@ class JobConfig:
         for name in ("compile_unet", "channels_last", "pad_batches"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "true or false")
+        if self.retry_errors not in RETRY_ERRORS:
+            _fail("retry_errors", self.retry_errors, f"one of {', '.join(RETRY_ERRORS)}")
         if not isinstance(self.prompt, str):
             _fail("prompt", self.prompt, "a string")
         if self.task not in TASKS:

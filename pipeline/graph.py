@@ -1,14 +1,16 @@
 """The batch job: plan resources, resume, run the Ray Data graph, summarize.
 
-    read (Parquet / folder, blocks of batch_size rows, committed ids skipped)
+    read (Parquet / folder, blocks of whole batches, committed ids skipped)
       -> prepare   CPU tasks: read bytes, decode, validate      (pipeline.stages.prepare)
       -> TaskActor actor pool, one resident model per actor,    (pipeline.actor.TaskActor)
-                   running the job's task (pipeline.tasks.TASKS)
+                   running the job's task (pipeline.tasks.TASKS) batch_size items per call
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
-      -> commit    one atomic Parquet file per block            (pipeline.output.ParquetCommitSink)
+      -> commit    one atomic Parquet file per rows_per_file rows (pipeline.output.ParquetCommitSink)
 
-Ray Data restarts a crashed sampler actor (max_restarts=-1) and retries its in-flight batch up to
-MAX_BATCH_RETRIES times; a retried commit overwrites its own file (see output.py).
+Blocks hold several batches (up to MAX_BLOCK_ROWS rows, fewer when that would leave an actor idle):
+Ray Data's per-block costs are then paid once per many items. Ray Data restarts a crashed sampler
+actor (max_restarts=-1) and retries its in-flight block up to MAX_BATCH_RETRIES times; a retried
+commit overwrites its own file (see output.py).
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ import pyarrow.compute as pc
 from pipeline import output, sources, stages
 from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
+from pipeline.errors import retried_kinds
 from pipeline.storage import ENDPOINT_ENV, Storage
 from pipeline.summary import summarize
 from pipeline.tasks import TASKS
 
 log = logging.getLogger(__name__)
 MAX_BATCH_RETRIES = 3
+MAX_BLOCK_ROWS = 128     # rows per block of the CPU stages (a whole number of batches)
+BLOCKS_PER_ACTOR = 4     # blocks per sampler actor the pending items are split into, at least
 
 
 @dataclass(frozen=True)
@@ -66,16 +71,23 @@ def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
     return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device, threads=threads)
 
 
+def block_rows(cfg: JobConfig, todo: int) -> int:
+    """Rows per block: whole batches, at most MAX_BLOCK_ROWS, and small enough that the ``todo``
+    items make BLOCKS_PER_ACTOR blocks per actor (so a short job still spreads over every actor)."""
+    batches = todo // (cfg.actors * BLOCKS_PER_ACTOR * cfg.batch_size)
+    return max(1, min(batches, MAX_BLOCK_ROWS // cfg.batch_size)) * cfg.batch_size
+
+
 def run_graph(
-    cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources
+    cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources, todo: int
 ) -> None:
-    """Stream the pending items through the stages and commit them to ``out``."""
+    """Stream the ``todo`` pending items through the stages and commit them to ``out``."""
     from ray.data import ActorPoolStrategy
 
-    ds = sources.read(inputs, done, block_rows=cfg.batch_size, limit=cfg.limit)
-    ds = ds.map_batches(stages.prepare, batch_format="pyarrow",
+    ds = sources.read(inputs, done, block_rows=block_rows(cfg, todo), limit=cfg.limit)
+    ds = ds.map_batches(stages.prepare, batch_format="pyarrow", batch_size=None,
                         fn_kwargs=dict(storage=inputs.storage, prompt=cfg.prompt, max_side=cfg.max_side, task=cfg.task,
-                                       options=cfg.task_options))
+                                       options=cfg.task_options, read_attempts=cfg.read_attempts))
     ds = ds.map_batches(
         TaskActor, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
         num_gpus=res.gpus, num_cpus=res.cpus,
@@ -89,11 +101,12 @@ def run_graph(
         # (host OOM, a native crash) fails the job after a few tries instead of looping forever
         max_task_retries=MAX_BATCH_RETRIES,
     )
-    ds = ds.map_batches(stages.encode, batch_format="pyarrow", fn_kwargs=dict(model=cfg.model, task=cfg.task))
+    ds = ds.map_batches(stages.encode, batch_format="pyarrow", batch_size=None,
+                        fn_kwargs=dict(model=cfg.model, task=cfg.task))
     # Start only once every actor holds its model (so work spreads over all of them), and fail with a
     # timeout instead of waiting forever for resources that never come.
     ds.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
-    ds.write_datasink(output.ParquetCommitSink(out, run_id, TASKS[cfg.task].schema))
+    ds.write_datasink(output.ParquetCommitSink(out, run_id, TASKS[cfg.task].schema, cfg.rows_per_file))
 
 
 def run(cfg: JobConfig) -> dict:
@@ -107,6 +120,10 @@ def run(cfg: JobConfig) -> dict:
     inputs = sources.discover(src, mask=TASKS[cfg.task].mask)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     before = output.claim(out, run_id)
+    if cfg.retry_errors != "none":
+        before, dropped = output.drop_errors(out, before, retried_kinds(cfg.retry_errors))
+        log.info("run %s: %d %s error row(s) removed from %s to be processed again", run_id, dropped,
+                 "transient" if cfg.retry_errors == "transient" else "committed", out.uri())
     done = output.read_output(out, before, ["id"]).column("id").combine_chunks()
     pending = len(inputs.ids) - (int(pc.sum(pc.is_in(inputs.ids, value_set=done)).as_py() or 0) if len(done) else 0)
     todo = min(pending, cfg.limit or pending)
@@ -121,10 +138,11 @@ def run(cfg: JobConfig) -> dict:
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
-        run_graph(cfg, inputs, done, out, run_id, res)
+        run_graph(cfg, inputs, done, out, run_id, res, todo)
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))
-    summary = summarize(output.read_output(out, after), output.read_output(out, new_files), inputs.ids,
+    summary = summarize(output.read_output(out, after, ["id", "status"]),
+                        output.read_output(out, new_files, ["status", "error", "sample_s", "nfe"]), inputs.ids,
                         time.time() - started, cfg.actors)
     summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
                    gpus_per_actor=res.gpus if res else None, config=cfg.to_dict())

@@ -11,6 +11,7 @@ OUTPUT_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("status", pa.string()),            # "ok" | "error"
     ("error", pa.string()),             # null or a one-line reason starting with the stage name
+    ("error_kind", pa.string()),        # null, "transient" (a rerun may succeed) or "permanent" (pipeline.errors)
     ("image", IMAGE_TYPE),              # PNG, null on error
     ("sample_s", pa.float64()),         # sampler seconds for this item (batch time / batch size)
     ("batch_size", pa.int32()),

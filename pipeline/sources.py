@@ -14,6 +14,7 @@ import posixpath
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,13 +26,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", "
 @dataclass
 class Inputs:
     """What a job reads. ``ids``: every input id (string array). ``files``: Parquet shards (parquet
-    kind). ``listing``: id, image_path, mask_path per item (folder kind)."""
+    kind) and ``id_files``: the index in ``files`` of each id's shard. ``listing``: id, image_path,
+    mask_path per item (folder kind)."""
 
     kind: str
     storage: Storage
     ids: pa.Array
     files: list[str]
     listing: pa.Table | None = None
+    id_files: pa.Array | None = None
 
 
 def discover(storage: Storage, mask: bool = True) -> Inputs:
@@ -69,12 +72,18 @@ def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, .
             "required: id (string), image (bytes or struct{bytes, path})"
             + (", mask (bytes, white = regenerate)" if "mask" in required else "")
         )
-    ids = dataset.to_table(columns=["id"]).column("id").combine_chunks()
+    index = {path: i for i, path in enumerate(files)}
+    batches, file_of_batch = [], []
+    for tagged in dataset.scanner(columns=["id"]).scan_batches():  # parallel reads, each batch tagged with its shard
+        batches.append(tagged.record_batch.column(0))
+        file_of_batch.append(index[tagged.fragment.path])
+    ids = pa.chunked_array(batches, dataset.schema.field("id").type).combine_chunks()
     if ids.null_count:
         raise ValueError(f"input has {ids.null_count} row(s) with a null id; every row needs a unique string id")
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type) or pa.types.is_integer(ids.type)):
         raise ValueError(f"input column id has type {ids.type}; use strings (or integers), which map to one id each")
-    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files)
+    id_files = pa.array(np.repeat(np.array(file_of_batch, dtype=np.int32), [len(b) for b in batches]))
+    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files, id_files=id_files)
 
 
 def _discover_folder(storage: Storage) -> Inputs:
@@ -119,7 +128,8 @@ def _unique(ids: pa.Array) -> pa.Array:
 
 def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = None):
     """A Ray Dataset of the pending raw rows (ids in ``done`` are skipped), in blocks of at most
-    ``block_rows`` rows so a crash loses little and every sampler call gets one block."""
+    ``block_rows`` rows. Shards whose ids are all done are not read; a shard partly done is read by
+    one task that drops its own done ids, so no task ever holds the whole done set."""
     import ray
 
     if inputs.kind == "folder":
@@ -129,14 +139,40 @@ def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = No
         chunks = [listing.slice(i, block_rows) for i in range(0, listing.num_rows, block_rows)]
         ds = ray.data.from_arrow(chunks or [listing])
     else:
-        ds = ray.data.read_parquet(inputs.files, filesystem=inputs.storage.arrow_fs, partitioning=None)
-        if len(done):
-            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
+        untouched, partial = split_shards(inputs, done)
+        if not (untouched or partial):
+            raise ValueError("every input id is done: nothing to read")
+        parts = []
+        if untouched:
+            parts.append(ray.data.read_parquet(untouched, filesystem=inputs.storage.arrow_fs, partitioning=None))
+        if partial:
+            shards = ray.data.from_items([{"file": f, "done": d} for f, d in partial], override_num_blocks=len(partial))
+            parts.append(shards.map_batches(read_pending, batch_size=1, batch_format="pyarrow",
+                                            fn_kwargs={"storage": inputs.storage}))
+        ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
         if limit is not None:
             ds = ds.limit(limit)
     return ds.repartition(target_num_rows_per_block=block_rows, strict=True)
 
 
-def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
-    """Rows whose id is not in ``done`` (ids already committed by an earlier run)."""
-    return batch.filter(pc.invert(pc.is_in(batch.column("id").cast(pa.string()), value_set=done)))
+def split_shards(inputs: Inputs, done: pa.Array) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(shards with no id done, [(shard, its done ids)] for shards partly done); shards all done are
+    in neither."""
+    if not len(done):
+        return list(inputs.files), []
+    items = pa.table({"file": inputs.id_files, "id": inputs.ids, "done": pc.is_in(inputs.ids, value_set=done)})
+    sizes = dict(zip(*items.group_by("file").aggregate([("id", "count")]).to_pydict().values(), strict=True))
+    done_ids = items.filter(pc.field("done")).group_by("file").aggregate([("id", "list")]).to_pydict()
+    done_by_file = dict(zip(done_ids["file"], done_ids["id_list"], strict=True))
+    untouched = [inputs.files[i] for i in sizes if i not in done_by_file]
+    partial = [(inputs.files[i], ids) for i, ids in done_by_file.items() if len(ids) < sizes[i]]
+    return sorted(untouched), sorted(partial)
+
+
+def read_pending(batch: pa.Table, storage: Storage) -> pa.Table:
+    """The rows of one partly done shard (``batch``: one row of file, done ids) whose ids are not done."""
+    import pyarrow.parquet as pq
+
+    path, done = batch.column("file")[0].as_py(), batch.column("done")[0].values
+    table = pq.read_table(path, filesystem=storage.arrow_fs, partitioning=None)
+    return table.filter(pc.invert(pc.is_in(table.column("id").cast(pa.string()), value_set=done)))

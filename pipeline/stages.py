@@ -2,7 +2,8 @@
 
 Both take and return pyarrow tables with fixed schemas. A bad item never raises: it becomes a row
 whose ``error`` starts with the stage that failed (``read:``, ``decode:``, ``validate:``,
-``encode:``), and later stages pass it through untouched.
+``encode:``) and whose ``error_kind`` says whether a rerun may help (:mod:`pipeline.errors`);
+later stages pass it through untouched.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-from fcs.images import strip_addresses
-from pipeline.storage import Storage
+from pipeline.errors import ItemError, error_kind, one_line
+from pipeline.storage import READ_ATTEMPTS, Storage
 from pipeline.tasks import TASKS, Task
 
 PREPARED_SCHEMA = pa.schema([
@@ -29,18 +30,6 @@ PREPARED_SCHEMA = pa.schema([
 ])
 
 
-class ItemError(Exception):
-    """A per-item failure; ``str(exc)`` is the one-line reason, starting with the stage name."""
-
-
-def one_line(stage: str, exc: BaseException | str, limit: int = 300) -> str:
-    """``<stage>: <reason>`` on one line, at most ``limit`` characters, without object addresses (so
-    the same failure reads the same on every row and groups in the summary)."""
-    text = strip_addresses(" ".join(str(exc).split())) or type(exc).__name__
-    text = text if text.startswith(f"{stage}:") else f"{stage}: {text}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def default_seed(item_id: str) -> int:
     """A row's seed when the data has none: stable across runs, machines and batch layouts."""
     return zlib.crc32(item_id.encode()) & 0x7FFFFFFF
@@ -48,12 +37,13 @@ def default_seed(item_id: str) -> int:
 
 # -- prepare ------------------------------------------------------------------------------------
 def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: int = 2048, task: str = "restore",
-            options: dict | None = None) -> pa.Table:
+            options: dict | None = None, read_attempts: int = READ_ATTEMPTS) -> pa.Table:
     """CPU stage: raw input rows -> decoded, validated rows (``PREPARED_SCHEMA``).
 
     Reads bytes (inline, HF ``{bytes, path}`` structs, or folder paths), decodes the image to uint8
     RGB (H, W, 3) and, for the tasks that take one (restore, layers), the mask to float32 (H, W) in
-    [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`).
+    [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`). Objects in
+    object storage get ``read_attempts`` tries (local files one) before they are ``read:`` errors.
     """
     spec = TASKS[task]
     options = spec.check_options({}) if options is None else options  # the graph passes the job's checked options
@@ -65,7 +55,8 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
         row = {"id": item_id, "error": None, "rgb": None, "mask": None, "height": 0, "width": 0,
                "prompt": prompt, "seed": default_seed(item_id)}
         try:
-            row.update(_prepare_item({k: v[i] for k, v in columns.items()}, storage, max_side, spec, options))
+            raw = {k: v[i] for k, v in columns.items()}
+            row.update(_prepare_item(raw, storage, max_side, spec, options, read_attempts))
         except ItemError as exc:
             row["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unforeseen failure is still one item's error row
@@ -76,7 +67,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     return pa.Table.from_pylist(rows, schema=PREPARED_SCHEMA)
 
 
-def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict) -> dict:
+def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict, attempts: int) -> dict:
     from fcs.images import image_size, to_rgb_array
     from fcs.inpaint import check_pair
 
@@ -90,8 +81,8 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, option
                 raise ValueError
         except (TypeError, ValueError):
             raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not a 64-bit integer")) from None
-    image = _fetch(raw, "image", storage)
-    mask = _fetch(raw, "mask", storage) if task.mask else None
+    image = _fetch(raw, "image", storage, attempts)
+    mask = _fetch(raw, "mask", storage, attempts) if task.mask else None
     try:
         w, h = image_size(image)  # the header only: an oversized image is rejected before decoding
     except ValueError as exc:
@@ -128,7 +119,7 @@ def _decode_mask(mask: bytes) -> np.ndarray:
         raise ItemError(one_line("decode", str(exc).replace("cannot decode image", "cannot decode mask", 1))) from None
 
 
-def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
+def _fetch(raw: dict, name: str, storage: Storage, attempts: int) -> bytes:
     """The bytes of ``image`` or ``mask``: inline binary, an HF struct{bytes, path}, or a folder path."""
     value, path = raw.get(name), raw.get(f"{name}_path")
     if isinstance(value, dict):
@@ -138,10 +129,12 @@ def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
     if not path:
         where = "column is null" if f"{name}_path" not in raw else f"no file in {name}s/ has this id's stem"
         raise ItemError(one_line("read", f"{name} is missing ({where})"))
+    attempts = attempts if storage.protocol != "file" else 1  # a local disk does not fail now and then
     try:
-        return storage.read_bytes(storage.resolve(path))
+        return storage.read_bytes(storage.resolve(path), attempts)
     except Exception as exc:  # noqa: BLE001 - any IO failure is this item's error
-        raise ItemError(one_line("read", f"cannot read {name} {path!r}: {type(exc).__name__}: {exc}")) from None
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        raise ItemError(one_line("read", f"cannot read {name} {path!r}{tries}: {type(exc).__name__}: {exc}")) from None
 
 
 # -- encode -------------------------------------------------------------------------------------
@@ -175,7 +168,8 @@ def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
         return [None if v is None else dt.datetime.fromtimestamp(v, dt.timezone.utc) for v in column(name)]
 
     data = {
-        "id": cols["id"], "status": ["error" if e else "ok" for e in errors], "error": errors, "image": pngs["image"],
+        "id": cols["id"], "status": ["error" if e else "ok" for e in errors], "error": errors,
+        "error_kind": [error_kind(e) for e in errors], "image": pngs["image"],
         **{name: column(name) for name in ("sample_s", "batch_size", "nfe", "residual_init", "residual_final",
                                            "peak_mem_mb", "worker", "node", "device")},
         "model": [model] * n, "task": [task] * n, "seed": column("seed"),

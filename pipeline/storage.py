@@ -8,13 +8,19 @@ workers) resolves them from its own standard AWS chain (environment, ~/.aws, ins
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
+import time
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+READ_ATTEMPTS = 4       # reads of one object from object storage before it is an error row
+READ_BACKOFF_S = 0.25   # first wait between attempts, doubled each time (0.25 + 0.5 + 1 s at most)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,8 +114,22 @@ class Storage:
         return self.path(path)
 
     # -- IO -----------------------------------------------------------------------------------
-    def read_bytes(self, path: str) -> bytes:
-        return self.fs.cat_file(path)
+    def read_bytes(self, path: str, attempts: int = 1) -> bytes:
+        """The object's bytes; up to ``attempts`` tries with doubling waits (object stores fail
+        requests now and then, and a just-written object may not be visible yet); the last
+        failure is raised."""
+        for attempt in range(attempts):
+            try:
+                return self.fs.cat_file(path)
+            except Exception as exc:  # noqa: BLE001 - any failure may be transient; the last one is raised
+                if attempt + 1 >= attempts:
+                    raise
+                wait = READ_BACKOFF_S * 2**attempt
+                log.info("read of %s failed (%s: %s); retrying in %.2f s", self.uri(path), type(exc).__name__, exc,
+                         wait)
+                time.sleep(wait)
+                self.fs.invalidate_cache(path)
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
 
     def put_atomic(self, path: str, data: bytes) -> None:
         """Publish ``data`` at ``path`` all at once: readers see the whole file or no file.

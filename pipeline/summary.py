@@ -13,17 +13,21 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
     """Summary of an output.
 
     Args:
-        output: metric columns of every committed row. new: those committed by this run.
+        output: id and status of every committed row. new: status, error, sample_s and nfe of the
+            rows committed by this run.
         input_ids: all input ids. wall_s: this run's wall time. actors: sampler actors in this run.
     """
     ids = output.column("id")
     distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
     pending = len(input_ids) - (_count(pc.is_in(input_ids, value_set=ids)) if len(ids) else 0)
-    status = Counter(output.column("status").to_pylist())
+    status = _counts(output.column("status"))
     new_ok = _count(pc.equal(new.column("status"), "ok"))
-    errors = Counter(_reason(r["error"]) for r in new.select(["status", "error"]).to_pylist() if r["status"] == "error")
-    sample_s = np.array([v for v in new.column("sample_s").to_pylist() if v is not None], dtype=float)
-    nfe = sum(v for v in new.column("nfe").to_pylist() if v is not None)
+    failed = new.filter(pc.equal(new.column("status"), "error")).column("error")
+    errors: Counter = Counter()
+    for reason, n in _counts(failed).items():  # one Python step per distinct reason, not per row
+        errors[_reason(reason)] += n
+    sample_s = new.column("sample_s").drop_null().to_numpy().astype(float)
+    nfe = pc.sum(new.column("nfe")).as_py() or 0
     busy = float(sample_s.sum()) / max(actors, 1)
 
     def pct(q: float) -> float | None:
@@ -56,6 +60,14 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
 
 def _count(mask) -> int:
     return int(pc.sum(mask).as_py() or 0)
+
+
+def _counts(values) -> Counter:
+    """value -> occurrences, computed in Arrow (no Python object per row)."""
+    if not len(values):
+        return Counter()
+    counted = pc.value_counts(values)
+    return Counter(dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)))
 
 
 def _reason(error: str | None) -> str:

@@ -42,6 +42,7 @@ def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "run", "restore",
            "--input", str(tmp_path / "in"), "--output", str(out), "--actors", "1", "--batch-size", "2",
+           "--rows-per-file", "2",  # one batch per file here; files of several batches: test_pipeline_files_and_retries
            "--steps", str(SLOWER["steps"]), "--newton-steps", str(SLOWER["newton_steps"])]
     env = {**os.environ, "RAY_ADDRESS": ray_address}
     with open(tmp_path / "driver.log", "wb") as log:
@@ -59,7 +60,7 @@ def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
     (out / "_fcs" / "tmp" / "partial.tmp").write_bytes(b"PAR1 half a file")  # what a killed write leaves
 
     summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), actors=1, batch_size=2,
-                                     sampler=SLOWER))
+                                     rows_per_file=2, sampler=SLOWER))
     table = read_rows(str(out))
     assert_exactly_once(table, [r["id"] for r in rows])
     assert set(first) <= set(table.column("id").to_pylist())
@@ -104,7 +105,7 @@ def test_kill_a_sampler_actor_midway(ray_address, tmp_path):
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), actors=2, batch_size=2,
-                                     sampler=SLOWER))
+                                     rows_per_file=4, sampler=SLOWER))  # files of two batches each
     thread.join(timeout=5)
     assert killed, "no sampler actor was killed"
     assert done_at_kill[0] < len(rows), "the actor was killed after all the work was done"

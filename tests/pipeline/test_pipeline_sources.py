@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from pipeline_testdata import good_rows, hole, photo, png, write_shards
 
-from pipeline.sources import discover, drop_done
+from pipeline.sources import discover, read_pending, split_shards
 from pipeline.storage import Storage
 
 
@@ -69,9 +69,20 @@ def test_folder_with_two_files_per_stem_fails_fast(tmp_path):
         discover(Storage.from_uri(str(tmp_path)))
 
 
-def test_drop_done():
-    batch = pa.table({"id": ["a", "b", "c"]})
-    assert drop_done(batch, pa.array(["b"])).column("id").to_pylist() == ["a", "c"]
+def test_resume_reads_only_what_is_pending(tmp_path):
+    """Shards all done are skipped, untouched ones read whole, and a partly done shard's task gets its
+    own done ids only (never the whole done set)."""
+    rows = good_rows(9)
+    shards = write_shards(tmp_path, rows, per_shard=3)
+    store = Storage.from_uri(str(tmp_path))
+    inputs = discover(store)
+    ids = [r["id"] for r in rows]
+    untouched, partial = split_shards(inputs, pa.array(ids[:4]))  # shard 0 done, shard 1 one third done
+    assert untouched == [str(shards[2])]
+    assert partial == [(str(shards[1]), [ids[3]])]
+    batch = pa.table({"file": [partial[0][0]], "done": [partial[0][1]]})
+    assert read_pending(batch, store).column("id").to_pylist() == ids[4:6]
+    assert split_shards(inputs, pa.array([], pa.string())) == ([str(s) for s in shards], [])
 
 
 def test_folder_and_parquet_inputs_on_s3(s3_endpoint, bucket):
