@@ -136,7 +136,8 @@ def _fetch(raw: dict, name: str, storage: Storage) -> bytes:
     if value is not None:
         return bytes(value)
     if not path:
-        where = "column is null" if f"{name}_path" not in raw else f"no file in {name}s/ has this id's stem"
+        where = raw.get(f"{name}_missing") or (  # a source may say why (pipeline.webdataset, pipeline.manifest)
+            "column is null" if f"{name}_path" not in raw else f"no file in {name}s/ has this id's stem")
         raise ItemError(one_line("read", f"{name} is missing ({where})"))
     try:
         return storage.read_bytes(storage.resolve(path))
