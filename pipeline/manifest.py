@@ -99,14 +99,15 @@ def object_storage(base: Storage, uris: pa.Array, s3_endpoint: str | None = None
     """Where the objects live: ``base`` (the manifest's folder; relative paths resolve against it) when
     the URIs share its protocol, else the one other protocol they all use. ValueError on several."""
     uris = uris.filter(pc.not_equal(uris, ""))
-    schemes = pc.extract_regex(uris, _SCHEME).field("scheme")
-    unknown = sorted({s.lower() for s in pc.unique(pc.drop_null(schemes)).to_pylist()} - set(PROTOCOLS))
+    has_scheme = pc.match_substring_regex(uris, _SCHEME)
+    with_scheme = uris.filter(has_scheme)
+    found = {s.lower() for s in pc.unique(pc.extract_regex(with_scheme, _SCHEME).field("scheme")).to_pylist()}
+    unknown = sorted(found - set(PROTOCOLS))
     if unknown:
         raise ValueError(f"manifest URIs use {', '.join(s + '://' for s in unknown)}; supported: s3://, gs://, "
                          "file:// or paths relative to the manifest (download web URLs first, e.g. with img2dataset)")
-    protocols = {PROTOCOLS[s.lower()] for s in pc.unique(pc.drop_null(schemes)).to_pylist()}
-    relative = schemes.null_count > 0
-    if relative or not protocols:
+    protocols = {PROTOCOLS[s] for s in found}
+    if len(with_scheme) < len(uris) or not protocols:  # relative paths: on the manifest's filesystem
         protocols.add(base.protocol)
     if len(protocols) > 1:
         raise ValueError(f"manifest URIs span several filesystems ({', '.join(sorted(protocols))}; paths without a "
@@ -114,6 +115,6 @@ def object_storage(base: Storage, uris: pa.Array, s3_endpoint: str | None = None
     (protocol,) = protocols
     if protocol == base.protocol:
         return base
-    first = uris.filter(pc.is_valid(schemes))[0].as_py()
+    first = with_scheme[0].as_py()
     return Storage.from_uri(f"{first.split('://', 1)[0]}://{first.split('://', 1)[1].split('/', 1)[0]}"
                             if protocol != "file" else "/", s3_endpoint)
