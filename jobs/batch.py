@@ -21,14 +21,17 @@ from fcs.loading import BUILTIN
 from fcs.presets import DEFAULT_PRESET, PRESETS
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
+from pipeline.sources import INPUT_FORMATS
 from pipeline.storage import READ_ATTEMPTS
 from pipeline.tasks import TASKS, Task
+from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX
 
 CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")
 # job fields with a flag of the same name (--batch-size sets batch_size)
 JOB_FLAGS = ("input", "output", "model", "actors", "batch_size", "s3_endpoint", "prompt", "gpus_per_actor", "device",
-             "dtype", "limit", "preset", "rows_per_file", "retry_errors", "read_attempts")
+             "dtype", "limit", "preset", "rows_per_file", "retry_errors", "read_attempts", "input_format",
+             "keep_columns", "image_suffixes", "mask_suffix", "prompt_suffix")
 EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
        "2 bad configuration or input (nothing was run)"
 
@@ -37,8 +40,17 @@ def parser(task: Task) -> argparse.ArgumentParser:
     defaults = SamplerConfig()
     p = argparse.ArgumentParser(prog=f"fcs run {task.name}", formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=task.about, epilog=f"examples:\n{task.examples}\n\n{EXIT}")
-    p.add_argument("--input", help="Parquet shards or a folder with images/ (+ masks/) "
-                                   "(path or s3://, gs://, file:// URI)")
+    p.add_argument("--input", help="Parquet shards, a folder with images/ (+ masks/), WebDataset .tar shards "
+                                   "(e.g. s3://b/shards/{00000..00099}.tar) or a .csv/.parquet manifest of "
+                                   "image_uri (+ mask_uri) (path or s3://, gs://, file:// URI)")
+    p.add_argument("--input-format", choices=INPUT_FORMATS, help="default auto: detected from the input")
+    p.add_argument("--keep-columns", nargs="*", metavar="COLUMN",
+                   help="input columns copied to the output (default: all the task does not consume; "
+                        "the flag alone: none)")
+    p.add_argument("--image-suffixes", nargs="+", metavar="SUFFIX",
+                   help=f"WebDataset: image members, first present wins (default {' '.join(DEFAULT_IMAGE_SUFFIXES)})")
+    p.add_argument("--mask-suffix", help=f"WebDataset: mask member (default {DEFAULT_MASK_SUFFIX})")
+    p.add_argument("--prompt-suffix", help="WebDataset: member used as the prompt, e.g. txt (default none)")
     p.add_argument("--output", help="output folder or prefix (part-*.parquet, _summary.json); reruns resume")
     p.add_argument("--model", help=f"hub id, local diffusers folder, or a built-in name ({', '.join(BUILTIN)})")
     p.add_argument("--actors", type=int, help="sampler actors, one resident model each (default 1)")

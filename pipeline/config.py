@@ -9,8 +9,10 @@ from fcs.config import SamplerConfig
 from fcs.presets import DEFAULT_PRESET, check_preset
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
+from pipeline.sources import INPUT_FORMATS
 from pipeline.storage import READ_ATTEMPTS
 from pipeline.tasks import TASKS
+from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX, normalize_suffixes
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -26,8 +28,15 @@ class JobConfig:
     """One batch job: where the data is, which model, how many sampler actors, how to sample.
 
     Attributes:
-        input: Parquet shards (a file or a prefix) or a folder with ``images/`` and ``masks/``;
-            a local path or an s3://, gs://, file:// URI.
+        input: Parquet shards (a file or a prefix), a folder with ``images/`` and ``masks/``, WebDataset
+            tar shards (``shards/{00000..00099}.tar``, a ``.tar`` or a prefix of them) or a manifest
+            (Parquet/CSV of ``id``, ``image_uri``, ``mask_uri``); a local path or an s3://, gs://, file:// URI.
+        input_format: auto (detected, :func:`pipeline.sources.discover`), parquet, folder, webdataset, manifest.
+        keep_columns: input columns copied to every output row; None = all the task does not consume
+            (:mod:`pipeline.carry`), [] = none.
+        image_suffixes, mask_suffix, prompt_suffix: WebDataset members used as the image (the first
+            present), the mask and the prompt (None: no prompt from the shards; e.g. ``txt`` makes the
+            caption the prompt, and it stays a metadata column too).
         output: folder or prefix that receives ``part-*.parquet`` and ``_summary.json``.
         model: hub id, local diffusers folder, or 'tiny' (built-in random-weight test model).
         actors: sampler actors, each holding one resident model. batch_size: items per sampler call.
@@ -82,6 +91,11 @@ class JobConfig:
     read_attempts: int = READ_ATTEMPTS
     preset: str = DEFAULT_PRESET
     sampler: SamplerConfig | dict = field(default_factory=dict)
+    input_format: str = "auto"
+    keep_columns: tuple[str, ...] | None = None
+    image_suffixes: tuple[str, ...] = DEFAULT_IMAGE_SUFFIXES
+    mask_suffix: str = DEFAULT_MASK_SUFFIX
+    prompt_suffix: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("input", "output", "model"):
@@ -118,11 +132,41 @@ class JobConfig:
             _fail("task_options", self.task_options, f"a mapping of {self.task} options")
         task = TASKS[self.task]
         object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
+        self._check_inputs()
         check_preset(self.preset)
         if isinstance(self.sampler, dict):
             object.__setattr__(self, "sampler", task.sampler_config(self.sampler, self.preset))
         if not isinstance(self.sampler, SamplerConfig):
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
+
+    def _check_inputs(self) -> None:
+        if self.input_format not in INPUT_FORMATS:
+            _fail("input_format", self.input_format, f"one of {', '.join(INPUT_FORMATS)}")
+        if self.keep_columns is not None:
+            if isinstance(self.keep_columns, str) or not all(isinstance(c, str) and c for c in self.keep_columns):
+                _fail("keep_columns", self.keep_columns, "null (all input columns) or a list of column names")
+            object.__setattr__(self, "keep_columns", tuple(self.keep_columns))
+        images = (self.image_suffixes,) if isinstance(self.image_suffixes, str) else self.image_suffixes
+        if not isinstance(images, (list, tuple)) or not images or not all(isinstance(s, str) and s.strip(".")
+                                                                         for s in images):
+            _fail("image_suffixes", self.image_suffixes, "a non-empty list of member suffixes, e.g. [jpg, png]")
+        object.__setattr__(self, "image_suffixes", normalize_suffixes(images))
+        for name in ("mask_suffix", "prompt_suffix"):
+            value = getattr(self, name)
+            if value is None and name == "prompt_suffix":
+                continue
+            if not isinstance(value, str) or not value.strip("."):
+                _fail(name, value, "a member suffix, e.g. mask.png" + (" or null" if name == "prompt_suffix" else ""))
+            object.__setattr__(self, name, normalize_suffixes(value)[0])
+        if self.mask_suffix in self.image_suffixes:
+            _fail("mask_suffix", self.mask_suffix, f"a suffix other than the image's: {', '.join(self.image_suffixes)}")
+
+    @property
+    def suffixes(self):
+        """The WebDataset members to use (:class:`pipeline.webdataset.Suffixes`)."""
+        from pipeline.webdataset import Suffixes
+
+        return Suffixes(self.image_suffixes, self.mask_suffix, self.prompt_suffix)
 
     @classmethod
     def from_dict(cls, values: dict) -> JobConfig:

@@ -1,11 +1,14 @@
 """The batch job: plan resources, resume, run the Ray Data graph, summarize.
 
-    read (Parquet / folder, blocks of whole batches, committed ids skipped)
+    read (Parquet / folder / WebDataset / manifest, blocks of whole batches, committed ids skipped)
       -> prepare   CPU tasks: read bytes, decode, validate      (pipeline.stages.prepare)
       -> TaskActor actor pool, one resident model per actor,    (pipeline.actor.TaskActor)
                    running the job's task (pipeline.tasks.TASKS) batch_size items per call
       -> encode    CPU tasks: PNG + output schema               (pipeline.stages.encode)
       -> commit    one atomic Parquet file per rows_per_file rows (pipeline.output.ParquetCommitSink)
+
+prepare -> TaskActor -> encode is :func:`pipeline.embed.apply`, public for a user's own pipeline; the
+input columns a task does not consume ride along (:mod:`pipeline.carry`).
 
 Blocks hold several batches (up to MAX_BLOCK_ROWS rows, fewer when that would leave an actor idle):
 Ray Data's per-block costs are then paid once per many items. Ray Data restarts a crashed sampler
@@ -25,11 +28,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import output, sources, stages
-from pipeline.actor import TaskActor
+from pipeline import carry, embed, output, sources
 from pipeline.config import JobConfig
 from pipeline.errors import retried_kinds
-from pipeline.storage import ENDPOINT_ENV, Storage
+from pipeline.storage import Storage
 from pipeline.summary import summarize
 from pipeline.tasks import TASKS
 
@@ -79,34 +81,15 @@ def block_rows(cfg: JobConfig, todo: int) -> int:
 
 
 def run_graph(
-    cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources, todo: int
+    cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources, todo: int,
+    carried: pa.Schema | None = None,
 ) -> None:
-    """Stream the ``todo`` pending items through the stages and commit them to ``out``."""
-    from ray.data import ActorPoolStrategy
-
+    """Stream the ``todo`` pending items through the stages (:func:`pipeline.embed.apply`) and commit
+    them to ``out``; ``carried``: the input columns copied to the output (:mod:`pipeline.carry`)."""
+    carried = carried if carried is not None else pa.schema([])
     ds = sources.read(inputs, done, block_rows=block_rows(cfg, todo), limit=cfg.limit)
-    ds = ds.map_batches(stages.prepare, batch_format="pyarrow", batch_size=None,
-                        fn_kwargs=dict(storage=inputs.storage, prompt=cfg.prompt, max_side=cfg.max_side, task=cfg.task,
-                                       options=cfg.task_options, read_attempts=cfg.read_attempts))
-    ds = ds.map_batches(
-        TaskActor, compute=ActorPoolStrategy(size=cfg.actors), batch_size=cfg.batch_size,
-        num_gpus=res.gpus, num_cpus=res.cpus,
-        # the validated config and options travel as they are (Ray pickles the frozen SamplerConfig)
-        fn_constructor_kwargs=dict(model=_model_source(cfg.model), task=cfg.task, config=cfg.sampler,
-                                   options=cfg.task_options, device=res.device, dtype=cfg.dtype, threads=res.threads,
-                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV),
-                                   compile_unet=cfg.compile_unet, channels_last=cfg.channels_last,
-                                   pad_to=cfg.batch_size if cfg.pad_batches else None),
-        # a crashed actor is restarted and its batch retried, but a batch that keeps killing actors
-        # (host OOM, a native crash) fails the job after a few tries instead of looping forever
-        max_task_retries=MAX_BATCH_RETRIES,
-    )
-    ds = ds.map_batches(stages.encode, batch_format="pyarrow", batch_size=None,
-                        fn_kwargs=dict(model=cfg.model, task=cfg.task))
-    # Start only once every actor holds its model (so work spreads over all of them), and fail with a
-    # timeout instead of waiting forever for resources that never come.
-    ds.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
-    ds.write_datasink(output.ParquetCommitSink(out, run_id, TASKS[cfg.task].schema, cfg.rows_per_file))
+    ds = embed.apply(ds, cfg, storage=inputs.storage, resources=res, carried=carried)
+    ds.write_datasink(output.ParquetCommitSink(out, run_id, carry.output_schema(cfg.task, carried), cfg.rows_per_file))
 
 
 def run(cfg: JobConfig) -> dict:
@@ -117,7 +100,9 @@ def run(cfg: JobConfig) -> dict:
 
     started = time.time()
     src, out = Storage.from_uri(cfg.input, cfg.s3_endpoint), Storage.from_uri(cfg.output, cfg.s3_endpoint)
-    inputs = sources.discover(src, mask=TASKS[cfg.task].mask)
+    inputs = sources.discover(src, mask=TASKS[cfg.task].mask, input_format=cfg.input_format, suffixes=cfg.suffixes,
+                              s3_endpoint=cfg.s3_endpoint)
+    carried = carry.carried_schema(inputs.schema, cfg.task, cfg.keep_columns)  # before any work: clashes fail fast
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     before = output.claim(out, run_id)
     if cfg.retry_errors != "none":
@@ -138,7 +123,7 @@ def run(cfg: JobConfig) -> dict:
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
-        run_graph(cfg, inputs, done, out, run_id, res, todo)
+        run_graph(cfg, inputs, done, out, run_id, res, todo, carried)
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))
     summary = summarize(output.read_output(out, after, ["id", "status"]),

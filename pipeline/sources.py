@@ -1,4 +1,5 @@
-"""Input discovery and reading: Parquet shards, or a folder of images and masks matched by file stem.
+"""Input discovery and reading: Parquet shards, a folder of images and masks matched by file stem,
+WebDataset tar shards (:mod:`pipeline.webdataset`) or a manifest of object URIs (:mod:`pipeline.manifest`).
 
 Parquet shards hold ``id`` (string, unique), ``image`` (bytes, or the Hugging Face struct{bytes, path}),
 ``mask`` (bytes or struct, white = regenerate; only for the tasks that take one) and optional
@@ -13,6 +14,7 @@ from __future__ import annotations
 import posixpath
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,38 +23,62 @@ import pyarrow.compute as pc
 from pipeline.storage import Storage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+INPUT_FORMATS = ("auto", "parquet", "folder", "webdataset", "manifest")  # auto: see discover()
 
 
 @dataclass
 class Inputs:
     """What a job reads. ``ids``: every input id (string array). ``files``: Parquet shards (parquet
-    kind) and ``id_files``: the index in ``files`` of each id's shard. ``listing``: id, image_path,
-    mask_path per item (folder kind)."""
+    kind), tar shards (webdataset) or manifest tables (manifest); ``id_files``: the index in ``files``
+    of each id's shard (parquet kind). ``listing``: id, image_path, mask_path per item (folder kind;
+    manifest kind: with the manifest's columns). ``schema``: the input columns a user sees (their
+    metadata may be carried to the output, :mod:`pipeline.carry`); None = unknown. ``suffixes``: the
+    WebDataset members to use (webdataset kind)."""
 
     kind: str
     storage: Storage
     ids: pa.Array
     files: list[str]
     listing: pa.Table | None = None
+    schema: pa.Schema | None = None
+    suffixes: Any = None
     id_files: pa.Array | None = None
 
 
-def discover(storage: Storage, mask: bool = True) -> Inputs:
-    """Find the input items on the driver, reading only ids. Fails fast (ValueError) on a missing
-    location, no items, null or duplicate ids, or shards without ``id``/``image`` (and ``mask`` when
-    ``mask``: the task needs one)."""
+def discover(storage: Storage, mask: bool = True, input_format: str = "auto", suffixes: Any = None,
+             s3_endpoint: str | None = None) -> Inputs:
+    """Find the input items on the driver, reading only ids (and the input columns). Fails fast
+    (ValueError) on a missing location, no items, null or duplicate ids, or inputs without ``id``/``image``
+    (and ``mask`` when ``mask``: the task needs one).
+
+    ``input_format`` auto: a folder with ``images/`` is a folder; tar shards (a brace pattern, a ``.tar``,
+    or a folder/prefix holding ``.tar`` files; img2dataset's sibling ``.parquet`` metadata files are then
+    ignored) a WebDataset; a ``.csv`` file, or Parquet with ``image_uri`` and no ``image`` column, a
+    manifest; anything else Parquet shards. ``suffixes``: the WebDataset members
+    (:class:`pipeline.webdataset.Suffixes`). ``s3_endpoint``: for the objects a manifest names.
+    """
+    from pipeline import manifest, webdataset
+
     fs = storage.fs
+    if input_format in ("auto", "folder") and fs.isdir(storage.root) and fs.isdir(storage.path("images")):
+        return _discover_folder(storage)
+    if input_format == "folder":
+        raise ValueError(f"input {storage.uri()!r} has no images/ folder; input_format folder expects "
+                         "images/<id>.png (+ masks/<id>.png)")
+    if input_format == "webdataset" or (input_format == "auto" and webdataset.is_webdataset(storage)):
+        return webdataset.discover(storage, suffixes or webdataset.Suffixes())
+    if input_format == "manifest" or (input_format == "auto" and manifest.is_manifest(storage)):
+        return manifest.discover(storage, mask, s3_endpoint)
     if not fs.exists(storage.root):
         raise ValueError(f"input {storage.uri()!r} does not exist")
-    if fs.isdir(storage.root) and fs.isdir(storage.path("images")):
-        return _discover_folder(storage)
     files = [storage.root] if not fs.isdir(storage.root) else [
         p for p in storage.list_files("**/*.parquet") if not _hidden(storage.relative(p))
     ]
     if not files:
         raise ValueError(
             f"input {storage.uri()!r} has no .parquet shards and no images/ folder; expected Parquet "
-            "shards with id, image, mask columns, or images/<id>.png + masks/<id>.png"
+            "shards with id, image, mask columns, images/<id>.png + masks/<id>.png, WebDataset .tar shards or a "
+            "manifest (.csv or .parquet with id, image_uri)"
         )
     return _discover_parquet(storage, files, ("id", "image", "mask") if mask else ("id", "image"))
 
@@ -83,7 +109,16 @@ def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, .
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type) or pa.types.is_integer(ids.type)):
         raise ValueError(f"input column id has type {ids.type}; use strings (or integers), which map to one id each")
     id_files = pa.array(np.repeat(np.array(file_of_batch, dtype=np.int32), [len(b) for b in batches]))
-    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files, id_files=id_files)
+    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files, schema=_unified_schema(dataset),
+                  id_files=id_files)
+
+
+def _unified_schema(dataset) -> pa.Schema:
+    """The columns of all shards together (a column only some shards have is null in the others)."""
+    try:
+        return pa.unify_schemas([f.physical_schema for f in dataset.get_fragments()], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"input shards disagree on a column's type ({exc}); write them with one schema") from None
 
 
 def _discover_folder(storage: Storage) -> Inputs:
@@ -132,12 +167,20 @@ def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = No
     one task that drops its own done ids, so no task ever holds the whole done set."""
     import ray
 
-    if inputs.kind == "folder":
+    if inputs.listing is not None:  # folder, manifest
         listing = inputs.listing.filter(pc.invert(pc.is_in(inputs.listing.column("id"), value_set=done)))
         if limit is not None:
             listing = listing.slice(0, limit)
         chunks = [listing.slice(i, block_rows) for i in range(0, listing.num_rows, block_rows)]
         ds = ray.data.from_arrow(chunks or [listing])
+    elif inputs.kind == "webdataset":
+        from pipeline import webdataset
+
+        ds = webdataset.read(inputs)
+        if len(done):
+            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
+        if limit is not None:
+            ds = ds.limit(limit)
     else:
         untouched, partial = split_shards(inputs, done)
         if not (untouched or partial):
@@ -176,3 +219,9 @@ def read_pending(batch: pa.Table, storage: Storage) -> pa.Table:
     path, done = batch.column("file")[0].as_py(), batch.column("done")[0].values
     table = pq.read_table(path, filesystem=storage.arrow_fs, partitioning=None)
     return table.filter(pc.invert(pc.is_in(table.column("id").cast(pa.string()), value_set=done)))
+
+
+def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
+    """Rows whose id is not in ``done`` (WebDataset resume: every block is checked against the whole
+    done set, unlike Parquet shards, whose partly done shards are read with their own done ids)."""
+    return batch.filter(pc.invert(pc.is_in(batch.column("id").cast(pa.string()), value_set=done)))

@@ -84,7 +84,7 @@ def _sampler_workers() -> list[int]:
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if "MapBatches(TaskActor)" in cmdline and ppid == raylet:
+        if "TaskActor)" in cmdline and ppid == raylet:  # MapBatches(CarryingTaskActor)
             found.append(int(pid))
     return found
 

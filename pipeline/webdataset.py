@@ -1,0 +1,219 @@
+"""WebDataset input: tar shards in the img2dataset layout, one sample per key.
+
+A shard holds members ``<key>.<suffix>`` (``00042.jpg``, ``00042.json``, ``00042.txt``, and for the
+tasks that take a mask ``00042.mask.png``); the key is everything before the first dot of the file
+name (with its folder inside the tar), the suffix everything after it, as Ray's WebDataset reader
+splits them. The key is the item's id. Shards are named by a brace pattern
+(``s3://b/shards/{00000..00099}.tar``), a single ``.tar`` or a folder/prefix holding ``.tar`` files.
+
+Rows read from a shard: ``id`` (the key), ``image`` (bytes of the first member among
+``image_suffixes``), ``mask`` (bytes of the ``mask_suffix`` member), ``prompt`` (text of the
+``prompt_suffix`` member, when one is chosen) and one column per other suffix found in the shards,
+named by the suffix: UTF-8 text (``TEXT_SUFFIXES``, e.g. the ``json`` and ``txt`` of img2dataset, kept
+as strings, so the JSON is carried losslessly as one string) or bytes. Discovery reads every shard's
+member names (tar headers) on the driver, to know the ids before any work: on a local disk it reads
+512 bytes per member; on object storage, where a seek is a new ranged request, it streams each shard
+once (shards are read concurrently).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import tarfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.sources import Inputs, _unique
+from pipeline.storage import Storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")  # img2dataset writes jpg (or png/webp by encode_format)
+DEFAULT_MASK_SUFFIX = "mask.png"  # <key>.mask.png: white = regenerate (restore) / object region (layers)
+TEXT_SUFFIXES = ("txt", "text", "json")  # members kept as UTF-8 strings; any other suffix is kept as bytes
+RESERVED = ("id", "image", "mask", "prompt")  # column names a member suffix may not take
+LISTING_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Suffixes:
+    """Which members of a sample are its image, its mask and (optionally) its prompt."""
+
+    image: tuple[str, ...] = DEFAULT_IMAGE_SUFFIXES
+    mask: str = DEFAULT_MASK_SUFFIX
+    prompt: str | None = None
+
+
+def is_webdataset(storage: Storage) -> bool:
+    """Whether ``storage`` names tar shards: a brace pattern, a ``.tar`` file or a folder with ``.tar`` files."""
+    if "{" in storage.root or storage.root.endswith(".tar"):
+        return True
+    return storage.fs.isdir(storage.root) and bool(_tars_in(storage))
+
+
+def _tars_in(storage: Storage) -> list[str]:
+    return [p for p in storage.list_files("**/*.tar")
+            if not any(part.startswith(("_", ".")) for part in storage.relative(p).split("/"))]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``a/{00..02}.tar`` -> a/00.tar, a/01.tar, a/02.tar (zero-padded to the first bound's width);
+    ``{x,y}`` alternatives; several braces multiply. Raises ValueError on a malformed brace."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        if "{" in pattern or "}" in pattern:
+            raise ValueError(f"input {pattern!r} has an unbalanced brace; expected e.g. shards/{{00000..00099}}.tar")
+        return [pattern]
+    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end():]
+    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numeric:
+        low, high = numeric.groups()
+        if int(low) > int(high):
+            raise ValueError(f"input {pattern!r}: brace range {{{body}}} runs backwards; write {{{high}..{low}}}")
+        choices = [str(i).zfill(len(low)) for i in range(int(low), int(high) + 1)]
+    elif "," in body:
+        choices = body.split(",")
+    else:
+        raise ValueError(f"input {pattern!r}: brace {{{body}}} is neither a range {{00000..00099}} nor a list {{a,b}}")
+    return [path for choice in choices for path in expand_braces(head + choice + tail)]
+
+
+def split_member(name: str) -> tuple[str, str] | None:
+    """(key, suffix) of a tar member, as Ray's reader groups them (``a/b.mask.png`` -> ``a/b``, ``mask.png``);
+    None for a name without a dot in its file name or starting with one (Ray skips those)."""
+    folder, base = posixpath.split(name)
+    stem, dot, suffix = base.partition(".")
+    if not stem or not dot:
+        return None
+    return (f"{folder}/{stem}" if folder else stem), suffix
+
+
+def shard_paths(storage: Storage) -> list[str]:
+    """The shard paths (filesystem form) named by ``storage``; ValueError when one is missing or none is found."""
+    if "{" in storage.root or "}" in storage.root:
+        paths = expand_braces(storage.root)
+        missing = [p for p in paths if not storage.fs.exists(p)]
+        if missing:
+            raise ValueError(f"{len(missing)} of {len(paths)} shard(s) named by {storage.uri()!r} do not exist, "
+                             f"e.g. {storage.uri(missing[0])!r}")
+        return paths
+    if not storage.fs.exists(storage.root):
+        raise ValueError(f"input {storage.uri()!r} does not exist")
+    paths = _tars_in(storage) if storage.fs.isdir(storage.root) else [storage.root]
+    if not paths:
+        raise ValueError(f"input {storage.uri()!r} holds no .tar shards")
+    return paths
+
+
+def _members(storage: Storage, path: str) -> list[tuple[str, str]]:
+    """(key, suffix) of every regular member of one shard, in order; ValueError naming the shard when it
+    is not a readable tar, or breaks the WebDataset rules Ray's reader enforces (a key's members together,
+    no member twice)."""
+    try:
+        with storage.fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:*") as tar:
+            names = [m.name for m in tar if m.isreg()]
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"shard {storage.uri(path)!r} is not a readable tar: {type(exc).__name__}: {exc}") from None
+    members, finished, current, seen = [], set(), None, set()
+    for name in names:
+        split = split_member(name)
+        if split is None:
+            continue
+        key, suffix = split
+        if key != current:
+            if key in finished:
+                raise ValueError(f"shard {storage.uri(path)!r}: the members of key {key!r} are not together; "
+                                 "rewrite the tar sorted by name (tar --sort=name)")
+            if current is not None:
+                finished.add(current)
+            current = key
+        if (key, suffix) in seen:
+            raise ValueError(f"shard {storage.uri(path)!r} holds {key}.{suffix} twice; keep one member per name")
+        seen.add((key, suffix))
+        members.append(split)
+    return members
+
+
+def discover(storage: Storage, suffixes: Suffixes = Suffixes()) -> Inputs:  # noqa: B008 - frozen
+    """Shards, ids (sample keys) and input columns, read from the tar headers. Fails fast (ValueError) on
+    a missing shard, an unreadable tar, a key in two shards (ids must be unique), or a member suffix named
+    like a column we make (``RESERVED``)."""
+    paths = shard_paths(storage)
+    with ThreadPoolExecutor(min(LISTING_THREADS, len(paths))) as pool:
+        listed = list(pool.map(lambda p: _members(storage, p), paths))
+    keys, found = [], set()
+    for members in listed:
+        keys.extend(dict.fromkeys(key for key, _ in members))
+        found.update(suffix for _, suffix in members)
+    if not keys:
+        raise ValueError(f"the {len(paths)} shard(s) of {storage.uri()!r} hold no samples (<key>.<suffix> members)")
+    extra = sorted(found - set(suffixes.image) - {suffixes.mask})
+    clash = [s for s in extra if s in RESERVED]
+    if clash:
+        raise ValueError(f"shard members with suffix(es) {', '.join(clash)} would make columns named like ours "
+                         f"({', '.join(RESERVED)}); rename those members")
+    schema = pa.schema([("id", pa.string()), ("image", pa.binary()), ("mask", pa.binary())]
+                       + [(s, pa.string() if _is_text(s) else pa.binary()) for s in extra])
+    ids = _unique(pa.array(keys, pa.string()))
+    log.info("webdataset: %d shard(s), %d sample(s), member suffixes %s", len(paths), len(ids), sorted(found))
+    return Inputs("webdataset", storage, ids, paths, schema=schema, suffixes=suffixes)
+
+
+def _is_text(suffix: str) -> bool:
+    return suffix.rsplit(".", 1)[-1].lower() in TEXT_SUFFIXES
+
+
+def read(inputs: Inputs):
+    """A Ray Dataset of the shards' samples as rows (see the module docstring), unfiltered."""
+    import ray
+
+    ds = ray.data.read_webdataset(inputs.files, filesystem=inputs.storage.arrow_fs, decoder=None)
+    return ds.map_batches(to_rows, batch_format="pyarrow",
+                          fn_kwargs=dict(suffixes=inputs.suffixes, schema=inputs.schema))
+
+
+def to_rows(batch: pa.Table, suffixes: Suffixes, schema: pa.Schema) -> pa.Table:
+    """Ray's WebDataset rows (``__key__``, one column per member suffix, bytes or null) -> input rows of
+    ``schema``, plus ``prompt`` when ``suffixes.prompt`` is set and ``image_missing`` / ``mask_missing``
+    (why a member is absent, read by the ``read:`` error of that row)."""
+    n = batch.num_rows
+
+    def member(suffix: str) -> pa.Array:
+        if suffix not in batch.column_names:
+            return pa.nulls(n, pa.binary())
+        return batch.column(suffix).combine_chunks().cast(pa.binary())
+
+    ids = batch.column("__key__").combine_chunks().cast(pa.string())
+    images = [member(s) for s in suffixes.image]
+    image = pc.coalesce(*images) if len(images) > 1 else images[0]
+    columns = {"id": ids, "image": image, "mask": member(suffixes.mask)}
+    for field in schema:
+        if field.name not in columns:
+            raw = member(field.name)
+            columns[field.name] = _text(raw) if pa.types.is_string(field.type) else raw
+    if suffixes.prompt:
+        columns["prompt"] = _text(member(suffixes.prompt))
+    for name, wanted in (("image", "|".join(suffixes.image)), ("mask", suffixes.mask)):
+        reason = pa.scalar(f"the sample has no .{wanted} member")  # no key in it: equal reasons group
+        columns[f"{name}_missing"] = pc.if_else(pc.is_null(columns[name]), reason, pa.scalar(None, pa.string()))
+    return pa.table(columns)
+
+
+def _text(raw: pa.Array) -> pa.Array:
+    """UTF-8 members as strings; a member that is not valid UTF-8 keeps its text with U+FFFD replacements."""
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()], pa.string())
+
+
+def normalize_suffixes(values: Sequence[str] | str) -> tuple[str, ...]:
+    """Suffixes as given in a job (a list or one string), without leading dots."""
+    values = [values] if isinstance(values, str) else list(values)
+    return tuple(str(v).lstrip(".") for v in values)
