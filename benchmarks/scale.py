@@ -125,15 +125,18 @@ def measure_driver(work: Path, n: int, rows_per_file: int) -> dict:
 
 def run_job(work: Path, n: int, batch_size: int, rows_per_file: int) -> dict:
     """One real job with the stand-in sampler: items/s and the files it wrote."""
+    from types import SimpleNamespace
+
     import ray
     from ray.data import DataContext
 
     import pipeline
-    from pipeline import carry
+    from pipeline import carry, embed
     from pipeline.config import JobConfig
 
     make_input(work / "in", n)
-    carry.CarryingTaskActor = _standin(carry.CarryingTaskActor)
+    # the graph's actor class swapped for this run only (the module keeps its own, so Ray pickles the base by name)
+    embed.carry = SimpleNamespace(**{**vars(carry), "CarryingTaskActor": _standin(carry.CarryingTaskActor)})
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
     DataContext.get_current().enable_progress_bars = False
     summary = pipeline.run(JobConfig(input=str(work / "in"), output=str(work / "out"), model="tiny",
