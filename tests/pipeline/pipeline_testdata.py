@@ -109,3 +109,20 @@ def check_outcomes(table: pa.Table, expected: dict[str, str]) -> None:
         else:
             assert row["status"] == "error" and row["error"].startswith(want), (key, row["error"])
             assert "\n" not in row["error"]
+
+
+def wait_for(predicate, timeout: float, every: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def committed(out: Path) -> list[Path]:
+    """The committed output files of a local output folder."""
+    return sorted(out.glob("part-*.parquet"))

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import s3fs
-from pipeline_testdata import assert_exactly_once, hole, photo, png, read_rows, write_shards
+from pipeline_testdata import assert_exactly_once, committed, hole, photo, png, read_rows, wait_for, write_shards
 
 import pipeline
 from pipeline.config import JobConfig
@@ -32,9 +31,6 @@ def _rows(n: int, size: int = 32, prefix: str = "item") -> list[dict]:
     return [{"id": f"{prefix}-{i:05d}", "image": image, "mask": mask} for i in range(n)]
 
 
-def _files(out: Path) -> list[Path]:
-    return sorted(out.glob("part-*.parquet"))
-
 
 def test_a_thousand_items_make_a_handful_of_files(ray_address, tmp_path):
     rows = _rows(1000)
@@ -43,18 +39,10 @@ def test_a_thousand_items_make_a_handful_of_files(ray_address, tmp_path):
     summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), batch_size=4, sampler=ONE_STEP))
     assert (summary["ok"], summary["pending"], summary["duplicates"]) == (1000, 0, 0)
     assert_exactly_once(read_rows(str(out), columns=["id"]), [r["id"] for r in rows])
-    sizes = sorted(pq.read_metadata(f).num_rows for f in _files(out))
+    sizes = sorted(pq.read_metadata(f).num_rows for f in committed(out))
     assert len(sizes) <= 1000 // ROWS_PER_FILE + 1, sizes  # 2 files by default, not 250
     assert sizes[-1] >= ROWS_PER_FILE
 
-
-def _wait_for(predicate, timeout: float, every: float = 0.05) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return False
 
 
 def _cli(*args: str) -> list[str]:
@@ -65,7 +53,7 @@ def _kill_when_committed(cmd: list[str], out: Path, env: dict, log: Path, files:
     with open(log, "wb") as f:
         driver = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
         try:
-            assert _wait_for(lambda: len(_files(out)) >= files or driver.poll() is not None, timeout=240), "no commit"
+            assert wait_for(lambda: len(committed(out)) >= files or driver.poll() is not None, timeout=240), "no commit"
             driver.send_signal(signal.SIGKILL)
         finally:
             driver.kill()
@@ -81,7 +69,7 @@ def test_kill_the_driver_with_multi_batch_files_then_rerun(ray_address, tmp_path
     _kill_when_committed(_cli(*args), out, {**os.environ, "RAY_ADDRESS": ray_address}, tmp_path / "driver.log")
     first = read_rows(str(out), columns=["id"]).column("id").to_pylist()
     assert 0 < len(first) < len(rows), f"the driver was not killed midway ({len(first)} committed)"
-    assert all(pq.read_metadata(f).num_rows >= 6 for f in _files(out))  # files of three batches, not one
+    assert all(pq.read_metadata(f).num_rows >= 6 for f in committed(out))  # files of three batches, not one
     summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), batch_size=2, rows_per_file=6,
                                      sampler=SLOWER))
     assert_exactly_once(read_rows(str(out)), [r["id"] for r in rows])
@@ -195,14 +183,14 @@ def test_retry_errors_after_fixing_inputs_survives_a_driver_kill(ray_address, tm
     assert pipeline.run(JobConfig(**cfg, retry_errors="transient"))["this_run"]["rows"] == 0  # decode: is permanent
 
     # a rerun with --retry-errors killed midway, then run again: every id exactly once, all ok
-    before = set(_files(out))
+    before = set(committed(out))
     args = ["--input", str(tmp_path / "in"), "--output", str(out), "--batch-size", "2", "--rows-per-file", "2",
             "--retry-errors", "--steps", str(SLOWER["steps"]), "--newton-steps", str(SLOWER["newton_steps"])]
     env = {**os.environ, "RAY_ADDRESS": ray_address}
     with open(tmp_path / "driver.log", "wb") as f:
         driver = subprocess.Popen(_cli(*args), env=env, stdout=f, stderr=subprocess.STDOUT)
         try:
-            assert _wait_for(lambda: bool(set(_files(out)) - before) or driver.poll() is not None, timeout=240)
+            assert wait_for(lambda: bool(set(committed(out)) - before) or driver.poll() is not None, timeout=240)
             driver.send_signal(signal.SIGKILL)
         finally:
             driver.kill()

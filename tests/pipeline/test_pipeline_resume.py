@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from pipeline_testdata import assert_exactly_once, good_rows, read_rows, write_shards
+from pipeline_testdata import assert_exactly_once, committed, good_rows, read_rows, wait_for, write_shards
 
 import pipeline
 from pipeline import output
@@ -23,17 +22,6 @@ from pipeline.storage import Storage
 SLOWER = {"steps": 6, "newton_steps": 2}  # ~1 s per batch: slow enough to be killed midway
 
 
-def _wait_for(predicate, timeout: float, every: float = 0.05) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return False
-
-
-def _committed(out: Path) -> list[Path]:
-    return sorted(out.glob("part-*.parquet"))
 
 
 def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
@@ -48,7 +36,7 @@ def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
     with open(tmp_path / "driver.log", "wb") as log:
         driver = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            assert _wait_for(lambda: len(_committed(out)) >= 2 or driver.poll() is not None, timeout=240), "no commit"
+            assert wait_for(lambda: len(committed(out)) >= 2 or driver.poll() is not None, timeout=240), "no commit"
             driver.send_signal(signal.SIGKILL)
         finally:
             driver.kill()
@@ -97,7 +85,7 @@ def test_kill_a_sampler_actor_midway(ray_address, tmp_path):
     done_at_kill: list[int] = []
 
     def killer() -> None:
-        if _wait_for(lambda: len(_committed(out)) >= 1, timeout=240) and (pids := _sampler_workers()):
+        if wait_for(lambda: len(committed(out)) >= 1, timeout=240) and (pids := _sampler_workers()):
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
             done_at_kill.append(len(read_rows(str(out), columns=["id"])))
