@@ -13,6 +13,17 @@ from fcs.denoiser import Denoiser
 
 log = logging.getLogger(__name__)
 
+
+class _TorchvisionNotice(logging.Filter):
+    """Drops transformers' notice that it falls back to PIL image processors without torchvision:
+    torchvision is not a dependency here by design, so the notice only adds noise to every load."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionNotice())
+
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 

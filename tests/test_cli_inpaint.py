@@ -50,6 +50,7 @@ def test_fcs_inpaint_writes_a_png_of_the_input_size(photo, fcs_cache, device, tm
     np.testing.assert_array_equal(restored[kept], image[kept])
     assert (restored[~kept] != image[~kept]).any()
     assert "nfe=15" in proc.stderr  # S·(1 + 2K) = 3·5, logged
+    assert "torchvision" not in proc.stderr  # transformers' PIL-fallback notice is filtered (fcs.loading)
 
 
 def test_fcs_inpaint_in_process_with_a_model_folder(photo, model_dirs, device, tmp_path):
