@@ -10,7 +10,7 @@ from fcs.presets import DEFAULT_PRESET, check_preset
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
 from pipeline.sources import INPUT_FORMATS
-from pipeline.storage import READ_ATTEMPTS
+from pipeline.storage import READ_ATTEMPTS, Storage
 from pipeline.tasks import TASKS
 from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX, normalize_suffixes
 
@@ -102,7 +102,7 @@ class JobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _fail(name, value, "a non-empty string (a path or URI)")
-        src, dst = self.input.rstrip("/"), self.output.rstrip("/")
+        src, dst = (Storage.from_uri(uri).uri().rstrip("/") for uri in (self.input, self.output))  # one spelling
         if src == dst or dst.startswith(src + "/") or src.startswith(dst + "/"):
             _fail("output", self.output, "a location neither equal to, inside, nor containing the input (a rerun "
                   "would read its own output as input)")

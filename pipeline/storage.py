@@ -8,6 +8,7 @@ workers) resolves them from its own standard AWS chain (environment, ~/.aws, ins
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import posixpath
@@ -43,7 +44,10 @@ class Storage:
         parsed = urlparse(uri)
         protocol = parsed.scheme if len(parsed.scheme) > 1 else "file"  # "C:" style drive letters stay local
         if protocol == "file":
-            root = os.path.abspath(parsed.path if uri.startswith("file://") else uri)
+            # file://out and file://results/run1 are relative paths, as fsspec reads them (urlparse would
+            # take "out" for a host); file:///x and file://localhost/x are absolute
+            path = uri[len("file://"):] if uri.startswith("file://") else uri
+            root = os.path.abspath(path[len("localhost"):] if path.startswith("localhost/") else path)
         else:
             root = (parsed.netloc + parsed.path).rstrip("/")
             if not parsed.netloc:
@@ -152,5 +156,5 @@ class Storage:
     def list_files(self, pattern: str) -> list[str]:
         """Files under the root matching a glob relative to it, sorted; listings are never cached."""
         self.fs.invalidate_cache()
-        found = self.fs.glob(self.path(pattern), detail=True)
+        found = self.fs.glob(posixpath.join(glob.escape(self.root), pattern), detail=True)  # a root may hold [ * ?
         return sorted(p for p, info in found.items() if info.get("type") != "directory")

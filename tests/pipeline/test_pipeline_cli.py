@@ -36,13 +36,20 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
 
 
 def test_smoke_through_the_console_script(ray_address, tmp_path):
+    """Run, then rerun into an output folder whose name holds glob characters: the rerun finds the
+    committed row (the folder is a name, not a pattern) and does nothing."""
     env = {**os.environ, "RAY_ADDRESS": ray_address}
-    proc = subprocess.run([venv_tool("fcs"), "run", "restore", "--smoke", "--output", str(tmp_path / "out")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    out = tmp_path / "run[1]*?" / "out"
+    command = [venv_tool("fcs"), "run", "restore", "--smoke", "--output", str(out)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 ok, 0 error" in proc.stdout
-    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+    summary = json.loads((out / "_summary.json").read_text())
     assert summary["ok"] == 1 and summary["config"]["sampler"]["steps"] == 2
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "this run: 0 rows" in rerun.stdout and "0 duplicates" in rerun.stdout
+    assert read_rows(str(out)).num_rows == 1
 
 
 def test_demo_dataset_is_real_photos_with_nonempty_masks(tmp_path):

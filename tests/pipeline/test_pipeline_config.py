@@ -86,8 +86,11 @@ def test_missing_gpus_fail_fast(cluster, kw):
         plan_resources(_cfg(**kw), cluster)
 
 
-@pytest.mark.parametrize("inp, out", [("s3://b/data", "s3://b/data/out"), ("/tmp/x/out", "/tmp/x"), ("a/", "a")])
-def test_output_inside_or_around_the_input_is_rejected(inp, out):
-    """A rerun would read its own part-*.parquet files as input shards."""
+@pytest.mark.parametrize("inp, out", [("s3://b/data", "s3://b/data/out"), ("/tmp/x/out", "/tmp/x"), ("a/", "a"),
+                                      ("in", "{cwd}/in/out"), ("./in", "in/out"), ("file://{cwd}/in", "in/out"),
+                                      ("s3a://b/data", "s3://b/data/out")])
+def test_output_inside_or_around_the_input_is_rejected(inp, out, tmp_path, monkeypatch):
+    """A rerun would read its own part-*.parquet files as input shards, however the paths are spelled."""
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="'output'"):
-        JobConfig(input=inp, output=out)
+        JobConfig(input=inp.format(cwd=tmp_path), output=out.format(cwd=tmp_path))

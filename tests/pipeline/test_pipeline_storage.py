@@ -15,6 +15,21 @@ def test_plain_paths_and_file_uris_are_local_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert Storage.from_uri("data/x") == Storage("file", str(tmp_path / "data" / "x"), None)
     assert Storage.from_uri(f"file://{tmp_path}/y/").root == str(tmp_path / "y")
+    assert Storage.from_uri("file://localhost/abs/z").root == "/abs/z"
+    # relative file URIs stay relative to the working folder (urlparse would take "out" for a host)
+    assert Storage.from_uri("file://out").root == str(tmp_path / "out")
+    assert Storage.from_uri("file://results/run1").root == str(tmp_path / "results" / "run1")
+
+
+def test_listing_under_a_root_with_glob_characters(tmp_path):
+    """A root such as run[1]* is a folder name, not a pattern: its files are all found."""
+    root = tmp_path / "run[1]*?"
+    (root / "sub").mkdir(parents=True)
+    for name in ("part-a.parquet", "sub/b.parquet", "c.txt"):
+        (root / name).write_bytes(b"x")
+    store = Storage.from_uri(str(root))
+    assert [store.relative(p) for p in store.list_files("part-*.parquet")] == ["part-a.parquet"]
+    assert [store.relative(p) for p in store.list_files("**/*.parquet")] == ["part-a.parquet", "sub/b.parquet"]
 
 
 def test_s3_endpoint_comes_from_the_flag_then_the_environment(monkeypatch):
