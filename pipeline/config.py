@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
+
 from fcs.config import SamplerConfig
+from fcs.loading import DTYPES
 from fcs.presets import DEFAULT_PRESET, check_preset
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
@@ -117,6 +120,7 @@ class JobConfig:
             or self.gpus_per_actor < 0
         ):
             _fail("gpus_per_actor", self.gpus_per_actor, "null (auto) or a number >= 0, e.g. 1 or 0.5")
+        self._check_device()
         if not isinstance(self.cpus_per_actor, (int, float)) or self.cpus_per_actor < 0:
             _fail("cpus_per_actor", self.cpus_per_actor, "a number >= 0")
         for name in ("compile_unet", "channels_last", "pad_batches"):
@@ -138,6 +142,19 @@ class JobConfig:
             object.__setattr__(self, "sampler", task.sampler_config(self.sampler, self.preset))
         if not isinstance(self.sampler, SamplerConfig):
             _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
+
+    def _check_device(self) -> None:
+        if not isinstance(self.dtype, str) or (self.dtype != "auto" and self.dtype not in DTYPES):
+            _fail("dtype", self.dtype, f"auto or one of {', '.join(DTYPES)}")
+        if not isinstance(self.device, str):
+            _fail("device", self.device, "auto or a torch device such as cuda, cuda:0, cpu, mps")
+        if self.device != "auto":
+            try:
+                kind = torch.device(self.device).type
+            except (RuntimeError, ValueError):
+                _fail("device", self.device, "auto or a torch device such as cuda, cuda:0, cpu, mps")
+            if kind == "cuda" and self.gpus_per_actor == 0:
+                _fail("device", self.device, "cpu or auto when gpus_per_actor is 0 (the actor is given no GPU)")
 
     def _check_inputs(self) -> None:
         if self.input_format not in INPUT_FORMATS:

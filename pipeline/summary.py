@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+_QUOTED = re.compile(r"'[^']*'")  # a path or URI quoted by an error, e.g. read: cannot read image 's3://b/x.png'
+_SIZE = re.compile(r"\b\d+x\d+\b")
 
 
 def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: float, actors: int) -> dict:
@@ -71,8 +75,10 @@ def _counts(values) -> Counter:
 
 
 def _reason(error: str | None) -> str:
-    """An error grouped by its stage and first clause, e.g. 'decode: cannot decode image'."""
-    return ":".join((error or "").split(":")[:2]).strip()
+    """An error grouped by its stage and first clause, e.g. 'decode: cannot decode image', with quoted
+    names and WxH sizes blanked, so every missing object or oversized image is one reason."""
+    text = _SIZE.sub("WxH", _QUOTED.sub("'…'", error or ""))
+    return ":".join(text.split(":")[:2]).strip()
 
 
 def format_summary(summary: dict) -> str:

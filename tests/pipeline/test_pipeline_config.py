@@ -19,6 +19,8 @@ def _cfg(**kw) -> JobConfig:
     ({"actors": 0}, "actors"), ({"batch_size": "4"}, "batch_size"), ({"gpus_per_actor": -1}, "gpus_per_actor"),
     ({"output": "in"}, "output"), ({"limit": 0}, "limit"), ({"sampler": {"steps": 0}}, "steps"),
     ({"sampler": {"h": 2}}, "h"), ({"model": ""}, "model"), ({"max_side": True}, "max_side"),
+    ({"dtype": "half"}, "dtype"), ({"dtype": ["fp16"]}, "dtype"), ({"device": "gpu"}, "device"),
+    ({"device": "cuda:x"}, "device"), ({"device": "cuda", "gpus_per_actor": 0}, "device"),
 ])
 def test_bad_values_name_their_field(changes, field):
     with pytest.raises(ValueError, match=f"'{field}'"):

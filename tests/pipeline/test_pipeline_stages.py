@@ -132,3 +132,24 @@ def test_exif_rotated_photos_keep_their_decoded_shape(tmp_path):
     out = _prepare([{"id": "phone", "image": buf.getvalue(), "mask": png(hole(30, 12))}], tmp_path)["phone"]
     assert out["error"] is None, out["error"]
     assert (out["height"], out["width"]) == (30, 12) and len(out["rgb"]) == 30 * 12 * 3
+
+
+def test_the_summary_groups_equal_failures_of_different_items():
+    """Reasons that differ only by the item's path or size count as one reason."""
+    from pipeline.summary import summarize
+
+    errors = [f"read: cannot read image 's3://b/images/{k}.png' after 4 attempts: FileNotFoundError: {k}.png"
+              for k in range(3)]
+    errors += [f"validate: image is {s}x{s}, larger than max_side=2048; downscale it or raise max_side"
+               for s in (3000, 12000)]
+    errors += ["decode: cannot decode image: not a recognised image format (PNG, JPEG, WebP, TIFF, ...)"]
+    n = len(errors) + 1
+    new = pa.table({"status": ["error"] * len(errors) + ["ok"], "error": errors + [None],
+                    "sample_s": [None] * len(errors) + [1.0], "nfe": [0] * len(errors) + [20]})
+    ids = pa.array([f"i{k}" for k in range(n)])
+    summary = summarize(pa.table({"id": ids, "status": new.column("status")}), new, ids, 1.0, 1)
+    assert summary["this_run"]["error_reasons"] == {
+        "read: cannot read image '…' after 4 attempts": 3,
+        "validate: image is WxH, larger than max_side=2048; downscale it or raise max_side": 2,
+        "decode: cannot decode image": 1,
+    }
