@@ -180,12 +180,14 @@ def main(task: str, argv: list[str] | None = None) -> int:
 
         if not ray.is_initialized():
             ray.init(address="local")  # the demo never joins some other cluster running on this machine
+    from ray.exceptions import RayError
+
     try:
         summary = pipeline.run(cfg)
-    except ValueError as exc:  # bad input location, ids or resources: said before any model work
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - the job failed; committed work is kept, a rerun resumes
+    except Exception as exc:  # noqa: BLE001 - reported either way; committed work is kept
+        if isinstance(exc, ValueError) and not isinstance(exc, RayError):  # not one raised inside a Ray task
+            print(f"{name}: error: {exc}", file=sys.stderr)  # bad input location, ids or resources: no work done
+            return 2
         log.error("job failed (%s: %s); committed rows are kept and a rerun resumes", type(exc).__name__, exc,
                   exc_info=True)
         return 1

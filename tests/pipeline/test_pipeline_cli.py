@@ -78,3 +78,21 @@ def test_asking_for_missing_gpus_fails_fast(ray_address, tmp_path, capsys):
                          "--gpus-per-actor", "1"])  # the session cluster has 2 (fake) GPUs
     assert code == 2
     assert "need 3 GPU(s) but the Ray cluster has 2" in capsys.readouterr().err
+
+
+def test_a_value_error_inside_a_ray_task_is_a_failed_job_not_bad_input(tmp_path, monkeypatch, capsys, caplog):
+    """Ray re-raises a task's ValueError as a RayTaskError that is also a ValueError: the CLI must
+    not call that 'bad input, nothing done' (exit 2) when rows may already be committed."""
+    from pipeline_testdata import good_rows, write_shards
+    from ray.exceptions import RayTaskError
+
+    import pipeline
+
+    def fail_in_a_task(cfg):
+        raise RayTaskError("prepare", "traceback", ValueError("not contiguous")).as_instanceof_cause()
+
+    write_shards(tmp_path / "in", good_rows(1))
+    monkeypatch.setattr(pipeline, "run", fail_in_a_task)
+    args = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    assert batch.main("restore", args) == 1
+    assert "a rerun resumes" in caplog.text and "error:" not in capsys.readouterr().err
