@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline.errors import ItemError, error_kind, one_line
-from pipeline.storage import READ_ATTEMPTS, Storage
+from pipeline.storage import READ_ATTEMPTS, Storage, worth_retrying
 from pipeline.tasks import TASKS, Task
+
+MISSING_RETRIED_PER_BLOCK = 2  # objects of one block that may use every read attempt on staying missing
 
 PREPARED_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -49,14 +52,14 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     options = spec.check_options({}) if options is None else options  # the graph passes the job's checked options
     columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
     columns["id"] = batch.column("id").cast(pa.string()).to_pylist()  # the same ids discovery and resume use
-    rows = []
+    rows, reads = [], _Reads(read_attempts)
     for i in range(batch.num_rows):
         item_id = columns["id"][i]
         row = {"id": item_id, "error": None, "rgb": None, "mask": None, "height": 0, "width": 0,
                "prompt": prompt, "seed": default_seed(item_id)}
         try:
             raw = {k: v[i] for k, v in columns.items()}
-            row.update(_prepare_item(raw, storage, max_side, spec, options, read_attempts))
+            row.update(_prepare_item(raw, storage, max_side, spec, options, reads))
         except ItemError as exc:
             row["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unforeseen failure is still one item's error row
@@ -67,7 +70,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     return pa.Table.from_pylist(rows, schema=PREPARED_SCHEMA)
 
 
-def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict, attempts: int) -> dict:
+def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict, reads: _Reads) -> dict:
     from fcs.images import image_size, to_rgb_array
     from fcs.inpaint import check_pair
 
@@ -81,8 +84,8 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, option
                 raise ValueError
         except (TypeError, ValueError):
             raise ItemError(one_line("validate", f"seed {raw['seed']!r} is not a 64-bit integer")) from None
-    image = _fetch(raw, "image", storage, attempts)
-    mask = _fetch(raw, "mask", storage, attempts) if task.mask else None
+    image = _fetch(raw, "image", storage, reads)
+    mask = _fetch(raw, "mask", storage, reads) if task.mask else None
     try:
         w, h = image_size(image)  # the header only: an oversized image is rejected before decoding
     except ValueError as exc:
@@ -119,7 +122,17 @@ def _decode_mask(mask: bytes) -> np.ndarray:
         raise ItemError(one_line("decode", str(exc).replace("cannot decode image", "cannot decode mask", 1))) from None
 
 
-def _fetch(raw: dict, name: str, storage: Storage, attempts: int) -> bytes:
+@dataclass
+class _Reads:
+    """The read tries of one block: each object gets ``attempts`` tries, but once
+    MISSING_RETRIED_PER_BLOCK objects stayed missing through all of them, the block's later missing
+    objects get one (a manifest with a wrong base would otherwise wait 1.75 s per item)."""
+
+    attempts: int
+    missing_left: int = MISSING_RETRIED_PER_BLOCK
+
+
+def _fetch(raw: dict, name: str, storage: Storage, reads: _Reads) -> bytes:
     """The bytes of ``image`` or ``mask``: inline binary, an HF struct{bytes, path}, or a folder path."""
     value, path = raw.get(name), raw.get(f"{name}_path")
     if isinstance(value, dict):
@@ -130,11 +143,15 @@ def _fetch(raw: dict, name: str, storage: Storage, attempts: int) -> bytes:
         where = raw.get(f"{name}_missing") or (  # a source may say why (pipeline.webdataset, pipeline.manifest)
             "column is null" if f"{name}_path" not in raw else f"no file in {name}s/ has this id's stem")
         raise ItemError(one_line("read", f"{name} is missing ({where})"))
-    attempts = attempts if storage.protocol != "file" else 1  # a local disk does not fail now and then
+    attempts = reads.attempts if storage.protocol != "file" else 1  # a local disk does not fail now and then
+    retry_missing = reads.missing_left > 0
     try:
-        return storage.read_bytes(storage.resolve(path), attempts)
+        return storage.read_bytes(storage.resolve(path), attempts, retry_missing)
     except Exception as exc:  # noqa: BLE001 - any IO failure is this item's error
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        exhausted = attempts > 1 and worth_retrying(exc, retry_missing)  # else it failed without retries
+        if exhausted and isinstance(exc, FileNotFoundError):
+            reads.missing_left -= 1
+        tries = f" after {attempts} attempts" if exhausted else ""
         raise ItemError(one_line("read", f"cannot read {name} {path!r}{tries}: {type(exc).__name__}: {exc}")) from None
 
 

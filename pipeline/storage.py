@@ -21,7 +21,17 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 READ_ATTEMPTS = 4       # reads of one object from object storage before it is an error row
 READ_BACKOFF_S = 0.25   # first wait between attempts, doubled each time (0.25 + 0.5 + 1 s at most)
 
+NOT_RETRIED = (PermissionError, IsADirectoryError, NotADirectoryError)  # another try cannot fix these
+
 log = logging.getLogger(__name__)
+
+
+def worth_retrying(exc: Exception, retry_missing: bool = True) -> bool:
+    """Whether another read may succeed: not for a denied or wrong-kind path; for a missing object
+    only when ``retry_missing`` (a just-written object may not be visible yet)."""
+    if isinstance(exc, NOT_RETRIED):
+        return False
+    return retry_missing or not isinstance(exc, FileNotFoundError)
 
 
 @dataclass
@@ -118,15 +128,15 @@ class Storage:
         return self.path(path)
 
     # -- IO -----------------------------------------------------------------------------------
-    def read_bytes(self, path: str, attempts: int = 1) -> bytes:
+    def read_bytes(self, path: str, attempts: int = 1, retry_missing: bool = True) -> bytes:
         """The object's bytes; up to ``attempts`` tries with doubling waits (object stores fail
-        requests now and then, and a just-written object may not be visible yet); the last
-        failure is raised."""
+        requests now and then, and a just-written object may not be visible yet) for failures
+        :func:`worth_retrying`; the last failure is raised."""
         for attempt in range(attempts):
             try:
                 return self.fs.cat_file(path)
-            except Exception as exc:  # noqa: BLE001 - any failure may be transient; the last one is raised
-                if attempt + 1 >= attempts:
+            except Exception as exc:  # noqa: BLE001 - the last failure, or one not worth retrying, is raised
+                if attempt + 1 >= attempts or not worth_retrying(exc, retry_missing):
                     raise
                 wait = READ_BACKOFF_S * 2**attempt
                 log.info("read of %s failed (%s: %s); retrying in %.2f s", self.uri(path), type(exc).__name__, exc,

@@ -153,3 +153,37 @@ def test_the_summary_groups_equal_failures_of_different_items():
         "validate: image is WxH, larger than max_side=2048; downscale it or raise max_side": 2,
         "decode: cannot decode image": 1,
     }
+
+
+def test_missing_objects_stop_costing_retries_within_a_block(monkeypatch):
+    """Object reads are retried, but once two objects of a block stayed missing through every attempt,
+    its other missing objects get one try each; a denied read is never retried."""
+    import fsspec
+
+    from pipeline import storage as storage_module
+    from pipeline.stages import MISSING_RETRIED_PER_BLOCK
+
+    monkeypatch.setattr(storage_module, "READ_BACKOFF_S", 0.0)
+    store = Storage.from_uri("memory://fcs-test-missing/in")
+    store.fs.pipe(store.path("masks/m.png"), png(hole()))
+    tries: dict[str, int] = {}
+    cat_file = store.fs.cat_file
+
+    def counted(path, *args, **kwargs):
+        tries[path.rsplit("/", 1)[-1]] = tries.get(path.rsplit("/", 1)[-1], 0) + 1
+        if path.endswith("denied.png"):
+            raise PermissionError("access denied")
+        return cat_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.fs, "cat_file", counted)
+    names = [f"gone{k}.png" for k in range(5)] + ["denied.png"]
+    rows = [{"id": n, "image": {"bytes": None, "path": f"images/{n}"}, "mask": {"bytes": None, "path": "masks/m.png"}}
+            for n in names]
+    out = prepare(pa.Table.from_pylist(rows), storage=store, read_attempts=4).to_pylist()
+    errors = {r["id"]: r["error"] for r in out}
+    assert MISSING_RETRIED_PER_BLOCK == 2
+    assert [tries[n] for n in names] == [4, 4, 1, 1, 1, 1]
+    assert all(e.startswith(f"read: cannot read image 'images/{n}'") for n, e in errors.items())
+    assert "after 4 attempts" in errors["gone0.png"] and "after 4 attempts" not in errors["gone2.png"]
+    assert errors["denied.png"].endswith("PermissionError: access denied")
+    fsspec.filesystem("memory").rm("/fcs-test-missing", recursive=True)
