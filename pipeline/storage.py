@@ -26,6 +26,17 @@ NOT_RETRIED = (PermissionError, IsADirectoryError, NotADirectoryError)  # anothe
 log = logging.getLogger(__name__)
 
 
+def _check_backend(protocol: str, uri: str) -> None:
+    """A URI whose filesystem is not installed fails here with fsspec's reason (gs:// needs gcsfs,
+    the ``gcs`` extra), not deep inside a job."""
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"cannot use {uri!r}: {exc}") from None
+
+
 def worth_retrying(exc: Exception, retry_missing: bool = True) -> bool:
     """Whether another read may succeed: not for a denied or wrong-kind path; for a missing object
     only when ``retry_missing`` (a just-written object may not be visible yet)."""
@@ -66,6 +77,7 @@ class Storage:
             protocol, endpoint = "s3", endpoint or os.environ.get(ENDPOINT_ENV) or None
         else:
             endpoint = None
+            _check_backend(protocol, uri)
         return cls(protocol, root.rstrip("/") or "/", endpoint)
 
     # -- filesystems --------------------------------------------------------------------------

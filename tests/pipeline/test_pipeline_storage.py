@@ -39,7 +39,7 @@ def test_s3_endpoint_comes_from_the_flag_then_the_environment(monkeypatch):
     s = Storage.from_uri("s3://bucket/a/b/")
     assert (s.protocol, s.root, s.endpoint) == ("s3", "bucket/a/b", "http://env:9000")
     assert Storage.from_uri("s3://bucket/a", "http://flag:1").endpoint == "http://flag:1"
-    assert Storage.from_uri("gs://bucket/a").endpoint is None
+    assert Storage.from_uri("memory://bucket/a").endpoint is None
 
 
 def test_bad_uris_say_what_is_expected():
@@ -47,6 +47,19 @@ def test_bad_uris_say_what_is_expected():
         Storage.from_uri("s3:///nobucket")
     with pytest.raises(ValueError, match="empty URI"):
         Storage.from_uri("")
+    with pytest.raises(ValueError, match="cannot use 'foo://b/x': Protocol not known: foo"):
+        Storage.from_uri("foo://b/x")
+
+
+def test_a_filesystem_that_is_not_installed_is_named_when_the_uri_is_parsed():
+    """gs:// needs gcsfs (the optional ``gcs`` extra): without it a job fails before any work, saying so."""
+    import importlib.util
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        assert Storage.from_uri("gs://b/x").protocol == "gs"
+    else:
+        with pytest.raises(ValueError, match="cannot use 'gs://b/x': .*gcsfs"):
+            Storage.from_uri("gs://b/x")
 
 
 def test_pickles_without_filesystems(tmp_path):
