@@ -24,6 +24,7 @@ from pipeline.storage import Storage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 INPUT_FORMATS = ("auto", "parquet", "folder", "webdataset", "manifest")  # auto: see discover()
+NOT_UTF8 = "its file name is not valid UTF-8; rename the file"  # folder input: the read error of such a file
 
 
 @dataclass
@@ -128,7 +129,8 @@ def _discover_folder(storage: Storage) -> Inputs:
             rel = posixpath.relpath(path, storage.path(folder))
             stem, ext = posixpath.splitext(rel)
             if ext.lower() in IMAGE_EXTENSIONS and not _hidden(rel):
-                found.setdefault(stem, []).append(storage.relative(path))  # resolved against the root later
+                key = _utf8_text(stem)  # a name that is not UTF-8 becomes an id with \x escapes and an error row
+                found.setdefault(key, []).append(storage.relative(path) if key == stem else None)
         clashes = {k: v for k, v in found.items() if len(v) > 1}
         if clashes:
             stem, paths = next(iter(clashes.items()))
@@ -144,12 +146,23 @@ def _discover_folder(storage: Storage) -> Inputs:
     if not ids:
         raise ValueError(
             f"input {storage.uri()!r} has an images/ folder but no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    def unreadable(found: dict[str, str | None]) -> pa.Array:
+        return pa.array([NOT_UTF8 if i in found and found[i] is None else None for i in ids], pa.string())
+
     listing = pa.table({
         "id": pa.array(ids, pa.string()),
         "image_path": pa.array([images.get(i) for i in ids], pa.string()),
         "mask_path": pa.array([masks.get(i) for i in ids], pa.string()),
+        "image_missing": unreadable(images),
+        "mask_missing": unreadable(masks),
     })
     return Inputs("folder", storage, listing.column("id").combine_chunks(), [], listing)
+
+
+def _utf8_text(name: str) -> str:
+    """``name`` as UTF-8 text: a local file name that is not UTF-8 (decoded by Python with
+    surrogates) gets ``\\xNN`` escapes, which Arrow can store and a person can read."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _unique(ids: pa.Array) -> pa.Array:

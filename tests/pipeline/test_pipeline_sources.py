@@ -61,6 +61,24 @@ def test_folder_matches_masks_by_stem_and_keeps_orphans(tmp_path):
     assert rows["no-mask"]["mask_path"] is None and rows["no-image"]["image_path"] is None
 
 
+def test_a_file_name_that_is_not_utf8_is_an_error_row_not_a_crash(tmp_path):
+    """A Latin-1 name (caf\xe9.png) on a local disk: discovery goes on; the item's row names why."""
+    import os
+
+    from pipeline.stages import prepare
+
+    for folder, data in (("images", png(photo())), ("masks", png(hole()))):
+        os.makedirs(tmp_path / folder)
+        with open(os.path.join(os.fsencode(tmp_path / folder), b"caf\xe9.png"), "wb") as f:
+            f.write(data)
+        (tmp_path / folder / "ok.png").write_bytes(data)
+    store = Storage.from_uri(str(tmp_path))
+    inputs = discover(store)
+    assert inputs.ids.to_pylist() == ["caf\\xe9", "ok"]
+    out = {r["id"]: r["error"] for r in prepare(inputs.listing, storage=store).to_pylist()}
+    assert out == {"caf\\xe9": "read: image is missing (its file name is not valid UTF-8; rename the file)", "ok": None}
+
+
 def test_folder_with_two_files_per_stem_fails_fast(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"1")
