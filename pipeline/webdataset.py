@@ -86,12 +86,21 @@ def expand_braces(pattern: str) -> list[str]:
 
 def split_member(name: str) -> tuple[str, str] | None:
     """(key, suffix) of a tar member, as Ray's reader groups them (``a/b.mask.png`` -> ``a/b``, ``mask.png``);
-    None for a name without a dot in its file name or starting with one (Ray skips those)."""
+    None for a name without a dot in its file name, and for hidden members (a file or folder name
+    starting with a dot: ``.DS_Store``, macOS ``._a.png``), which :func:`read` keeps from Ray's reader too."""
+    if any(part.startswith(".") for part in name.split("/")):
+        return None
     folder, base = posixpath.split(name)
     stem, dot, suffix = base.partition(".")
     if not stem or not dot:
         return None
     return (f"{folder}/{stem}" if folder else stem), suffix
+
+
+def is_sample_member(name: str) -> bool:
+    """Ray's ``fileselect``: the members :func:`split_member` gives a key (Ray would make ``x/.DS_Store``
+    a sample ``x/``)."""
+    return split_member(name) is not None
 
 
 def shard_paths(storage: Storage) -> list[str]:
@@ -173,7 +182,8 @@ def read(inputs: Inputs):
     """A Ray Dataset of the shards' samples as rows (see the module docstring), unfiltered."""
     import ray
 
-    ds = ray.data.read_webdataset(inputs.files, filesystem=inputs.storage.arrow_fs, decoder=None)
+    ds = ray.data.read_webdataset(inputs.files, filesystem=inputs.storage.arrow_fs, decoder=None,
+                                  fileselect=is_sample_member)
     return ds.map_batches(to_rows, batch_format="pyarrow",
                           fn_kwargs=dict(suffixes=inputs.suffixes, schema=inputs.schema))
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from input_kinds import CORRUPT_KEY, MASKLESS_KEY, img2dataset_shard, metadata
 from PIL import Image
-from pipeline_testdata import FAST, assert_exactly_once
+from pipeline_testdata import FAST, assert_exactly_once, hole, photo, png, read_rows
 
 import pipeline
 from pipeline import carry, output
@@ -43,6 +43,22 @@ def test_members_split_at_the_first_dot_of_the_file_name():
     assert split_member("00042.mask.png") == ("00042", "mask.png")
     assert split_member("dir.v2/00042.jpg") == ("dir.v2/00042", "jpg")
     assert split_member("README") is None and split_member(".hidden.txt") is None
+    assert split_member("x/.DS_Store") is None and split_member("x/._a.png") is None  # Ray's regex: key "x/"
+    assert split_member(".git/a.png") is None
+
+
+def test_hidden_members_in_folders_are_skipped_by_discovery_and_reader(ray_address, tmp_path):
+    """macOS litter inside a shard's folders (.DS_Store, AppleDouble ._ files between a key's
+    members) neither makes an extra row nor breaks the job: one ok row per real key."""
+    image, mask = png(photo()), png(hole())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "00000.tar").write_bytes(_tar([
+        ("x/._a.png", b"apple double"), ("x/a.png", image), ("x/a.mask.png", mask), ("x/.DS_Store", b"finder"),
+        ("x/._b.png", b"apple double"), ("x/b.png", image), ("x/b.mask.png", mask)]))
+    summary = pipeline.run(pipeline.JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                                              batch_size=2, sampler=FAST))
+    assert (summary["inputs"], summary["ok"], summary["error"], summary["rows"]) == (2, 2, 0, 2)
+    assert_exactly_once(read_rows(str(tmp_path / "out")), ["x/a", "x/b"])
 
 
 def test_discovery_reads_keys_and_suffixes_from_the_headers(tmp_path):
