@@ -2,11 +2,12 @@
 
 A manifest is a Parquet or CSV file (or a folder/prefix of them) with ``id`` (unique), ``image_uri``,
 ``mask_uri`` (for the tasks that take a mask) and optional ``prompt`` / ``seed``; any other column is
-metadata. URIs are ``s3://``, ``gs://``, ``file://`` or paths relative to the manifest's folder, all on
-one filesystem (one protocol; for S3 the job's endpoint). The objects are fetched in the read stage,
-per row, through :func:`pipeline.stages.prepare` like a folder's files: a missing or unreadable object
-is that row's ``read:`` error. Discovery loads the whole table on the driver (the ids are needed
-there) and the read stage ships it in blocks, so a manifest costs about its own size in memory.
+metadata. URIs are ``s3://``, ``gs://``, ``file://`` or paths relative to the manifest's folder (for a
+folder of manifests, that input folder, also for manifests in its subfolders), all on one filesystem
+(one protocol; for S3 the job's endpoint). The objects are fetched in the read stage, per row,
+through :func:`pipeline.stages.prepare` like a folder's files: a missing or unreadable object is
+that row's ``read:`` error. Discovery loads the whole table on the driver (the ids are needed there)
+and the read stage ships it in blocks, so a manifest costs about its own size in memory.
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ def discover(storage: Storage, mask: bool, s3_endpoint: str | None = None) -> In
     if missing:
         raise ValueError(f"manifest lacks column(s) {', '.join(missing)} (found {', '.join(table.column_names)}); "
                          "required: id, image_uri" + (", mask_uri" if mask else "") + "; optional: prompt, seed")
-    if table.column("id").null_count:
-        raise ValueError(f"manifest has {table.column('id').null_count} row(s) with a null id; every row needs one")
     table = table.set_column(table.schema.get_field_index("id"), "id", table.column("id").cast(pa.string()))
+    blank = int(pc.sum(pc.fill_null(pc.equal(table.column("id"), ""), True)).as_py() or 0)
+    if blank:
+        raise ValueError(f"manifest has {blank} row(s) with a null or empty id; every row needs one")
     ids = _unique(table.column("id").combine_chunks())
     listing = table
     for name, column in URI_COLUMNS.items():

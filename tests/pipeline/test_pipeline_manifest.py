@@ -40,7 +40,8 @@ def test_csv_manifest_with_relative_paths(tmp_path):
 @pytest.mark.parametrize("table, message", [
     ({"id": ["a"], "image_uri": ["x.png"]}, "lacks column"),  # restore needs mask_uri
     ({"id": ["a", "a"], "image_uri": ["x", "y"], "mask_uri": ["m", "m"]}, "ids must be unique"),
-    ({"id": [None], "image_uri": ["x"], "mask_uri": ["m"]}, "null id"),
+    ({"id": [None], "image_uri": ["x"], "mask_uri": ["m"]}, "1 row.* null or empty id"),
+    ({"id": ["a", ""], "image_uri": ["x", "y"], "mask_uri": ["m", "m"]}, "1 row.* null or empty id"),
     ({"id": ["a", "b"], "image_uri": ["s3://b/x", "gs://b/y"], "mask_uri": ["s3://b/m"] * 2}, "several filesystems"),
     ({"id": ["a"], "image_uri": ["https://example.com/x.jpg"], "mask_uri": ["m"]}, "supported: s3://"),
 ])
