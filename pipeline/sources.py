@@ -91,11 +91,12 @@ def _hidden(relative: str) -> bool:
 def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, ...]) -> Inputs:
     import pyarrow.dataset as pads
 
-    dataset = pads.dataset(files, format="parquet", filesystem=storage.arrow_fs)
-    missing = [c for c in required if c not in dataset.schema.names]
+    schema = _unified_schema(pads.dataset(files, format="parquet", filesystem=storage.arrow_fs))
+    dataset = pads.dataset(files, schema=schema, format="parquet", filesystem=storage.arrow_fs)  # not the 1st file's
+    missing = [c for c in required if c not in schema.names]
     if missing:
         raise ValueError(
-            f"input shards lack column(s) {', '.join(missing)} (found {', '.join(dataset.schema.names)}); "
+            f"input shards lack column(s) {', '.join(missing)} (found {', '.join(schema.names)}); "
             "required: id (string), image (bytes or struct{bytes, path})"
             + (", mask (bytes, white = regenerate)" if "mask" in required else "")
         )
@@ -109,9 +110,12 @@ def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, .
         raise ValueError(f"input has {ids.null_count} row(s) with a null id; every row needs a unique string id")
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type) or pa.types.is_integer(ids.type)):
         raise ValueError(f"input column id has type {ids.type}; use strings (or integers), which map to one id each")
-    id_files = pa.array(np.repeat(np.array(file_of_batch, dtype=np.int32), [len(b) for b in batches]))
-    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files, schema=_unified_schema(dataset),
-                  id_files=id_files)
+    shard_of_id = np.repeat(np.array(file_of_batch, dtype=np.int32), [len(b) for b in batches])
+    rows = np.bincount(shard_of_id, minlength=len(files))
+    renumber = np.cumsum(rows > 0, dtype=np.int32) - 1  # empty shards have nothing to read: dropped
+    files = [f for f, n in zip(files, rows, strict=True) if n]
+    return Inputs("parquet", storage, _unique(ids.cast(pa.string())), files, schema=schema,
+                  id_files=pa.array(renumber[shard_of_id]))
 
 
 def _unified_schema(dataset) -> pa.Schema:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +19,20 @@ def test_parquet_shards_are_found_recursively_skipping_hidden(tmp_path):
     inputs = discover(Storage.from_uri(str(tmp_path)))
     assert inputs.kind == "parquet" and len(inputs.files) == 3
     assert sorted(inputs.ids.to_pylist()) == [f"item-{i:03d}" for i in range(5)]
+
+
+def test_empty_shards_are_not_read_and_do_not_decide_the_schema(tmp_path):
+    """An empty Parquet file with no columns that sorts first: the other shards' columns count, and
+    no shard without rows is handed to the reader."""
+    pq.write_table(pa.table({}), tmp_path / "a-empty.parquet")
+    write_shards(tmp_path / "b", good_rows(3))
+    pq.write_table(pa.Table.from_pylist(good_rows(1)).slice(0, 0), tmp_path / "c-no-rows.parquet")
+    write_shards(tmp_path / "d", good_rows(2, prefix="more"))
+    inputs = discover(Storage.from_uri(str(tmp_path)))
+    assert [Path(f).parent.name for f in inputs.files] == ["b", "d"]
+    assert {"id", "image", "mask"} <= set(inputs.schema.names)
+    by_shard = dict(zip(inputs.ids.to_pylist(), inputs.id_files.to_pylist(), strict=True))
+    assert by_shard == {"item-000": 0, "item-001": 0, "item-002": 0, "more-000": 1, "more-001": 1}
 
 
 def test_single_shard_file(tmp_path):
