@@ -38,7 +38,7 @@ ROWS_PER_FILE = 512  # a 1,000-item job writes 2 files, a million-item one about
 
 
 def part_name(ids: Iterable[str]) -> str:
-    digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:24]
+    digest = hashlib.sha1(json.dumps(sorted(ids)).encode()).hexdigest()[:24]  # JSON: ids holding "\n" stay apart
     return f"part-{digest}.parquet"
 
 

@@ -113,3 +113,9 @@ def test_a_superseded_run_commits_nothing(tmp_path):
     output.commit(store, "run-2", table)
     output.commit(store, "run-2", table)  # a retried write task overwrites its own file
     assert len(output.committed_files(store)) == 1
+
+
+def test_file_names_tell_apart_id_sets_that_join_alike():
+    """A file's name is a digest of its ids: one id holding a newline is not the two ids around it."""
+    assert output.part_name(["a\nb"]) != output.part_name(["a", "b"])
+    assert output.part_name(["b", "a"]) == output.part_name(["a", "b"])  # order does not matter
