@@ -31,7 +31,7 @@ NOT_UTF8 = "its file name is not valid UTF-8; rename the file"  # folder input: 
 class Inputs:
     """What a job reads. ``ids``: every input id (string array). ``files``: Parquet shards (parquet
     kind), tar shards (webdataset) or manifest tables (manifest); ``id_files``: the index in ``files``
-    of each id's shard (parquet kind). ``listing``: id, image_path, mask_path per item (folder kind;
+    of each id's shard (parquet and webdataset kinds). ``listing``: id, image_path, mask_path per item (folder kind;
     manifest kind: with the manifest's columns). ``schema``: the input columns a user sees (their
     metadata may be carried to the output, :mod:`pipeline.carry`); None = unknown. ``suffixes``: the
     WebDataset members to use (webdataset kind)."""
@@ -180,8 +180,8 @@ def _unique(ids: pa.Array) -> pa.Array:
 
 def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = None):
     """A Ray Dataset of the pending raw rows (ids in ``done`` are skipped), in blocks of at most
-    ``block_rows`` rows. Shards whose ids are all done are not read; a shard partly done is read by
-    one task that drops its own done ids, so no task ever holds the whole done set."""
+    ``block_rows`` rows. Shards whose ids are all done are not read; only the done ids of shards
+    partly done travel to the read tasks, so no task holds the whole done set."""
     import ray
 
     if inputs.listing is not None:  # folder, manifest
@@ -190,29 +190,40 @@ def read(inputs: Inputs, done: pa.Array, block_rows: int, limit: int | None = No
             listing = listing.slice(0, limit)
         chunks = [listing.slice(i, block_rows) for i in range(0, listing.num_rows, block_rows)]
         ds = ray.data.from_arrow(chunks or [listing])
-    elif inputs.kind == "webdataset":
-        from pipeline import webdataset
-
-        ds = webdataset.read(inputs)
-        if len(done):
-            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
-        if limit is not None:
-            ds = ds.limit(limit)
     else:
         untouched, partial = split_shards(inputs, done)
         if not (untouched or partial):
             raise ValueError("every input id is done: nothing to read")
-        parts = []
-        if untouched:
-            parts.append(ray.data.read_parquet(untouched, filesystem=inputs.storage.arrow_fs, partitioning=None))
-        if partial:
-            shards = ray.data.from_items([{"file": f, "done": d} for f, d in partial], override_num_blocks=len(partial))
-            parts.append(shards.map_batches(read_pending, batch_size=1, batch_format="pyarrow",
-                                            fn_kwargs={"storage": inputs.storage}))
-        ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        ds = (_read_tars if inputs.kind == "webdataset" else _read_parquet)(inputs, untouched, partial)
         if limit is not None:
             ds = ds.limit(limit)
     return ds.repartition(target_num_rows_per_block=block_rows, strict=True)
+
+
+def _read_parquet(inputs: Inputs, untouched: list[str], partial: list[tuple[str, list[str]]]):
+    """Untouched shards read whole; each partly done shard by one task holding its own done ids."""
+    import ray
+
+    parts = []
+    if untouched:
+        parts.append(ray.data.read_parquet(untouched, filesystem=inputs.storage.arrow_fs, partitioning=None))
+    if partial:
+        shards = ray.data.from_items([{"file": f, "done": d} for f, d in partial], override_num_blocks=len(partial))
+        parts.append(shards.map_batches(read_pending, batch_size=1, batch_format="pyarrow",
+                                        fn_kwargs={"storage": inputs.storage}))
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def _read_tars(inputs: Inputs, untouched: list[str], partial: list[tuple[str, list[str]]]):
+    """Ray's reader over the shards not all done; rows are checked against the partly done shards'
+    done ids only."""
+    from pipeline import webdataset
+
+    ds = webdataset.read(inputs, sorted(untouched + [f for f, _ in partial]))
+    if partial:
+        done = pa.array([i for _, ids in partial for i in ids], pa.string())
+        ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
+    return ds
 
 
 def split_shards(inputs: Inputs, done: pa.Array) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -239,6 +250,6 @@ def read_pending(batch: pa.Table, storage: Storage) -> pa.Table:
 
 
 def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
-    """Rows whose id is not in ``done`` (WebDataset resume: every block is checked against the whole
-    done set, unlike Parquet shards, whose partly done shards are read with their own done ids)."""
+    """Rows whose id is not in ``done`` (WebDataset resume: the done ids of the partly done shards only;
+    shards all done are not read)."""
     return batch.filter(pc.invert(pc.is_in(batch.column("id").cast(pa.string()), value_set=done)))

@@ -156,9 +156,11 @@ def discover(storage: Storage, suffixes: Suffixes = Suffixes()) -> Inputs:  # no
     paths = shard_paths(storage)
     with ThreadPoolExecutor(min(LISTING_THREADS, len(paths))) as pool:
         listed = list(pool.map(lambda p: _members(storage, p), paths))
-    keys, found = [], set()
-    for members in listed:
-        keys.extend(dict.fromkeys(key for key, _ in members))
+    keys, shard_of_key, found = [], [], set()
+    for shard, members in enumerate(listed):
+        shard_keys = list(dict.fromkeys(key for key, _ in members))
+        keys += shard_keys
+        shard_of_key += [shard] * len(shard_keys)
         found.update(suffix for _, suffix in members)
     if not keys:
         raise ValueError(f"the {len(paths)} shard(s) of {storage.uri()!r} hold no samples (<key>.<suffix> members)")
@@ -171,18 +173,20 @@ def discover(storage: Storage, suffixes: Suffixes = Suffixes()) -> Inputs:  # no
                        + [(s, pa.string() if _is_text(s) else pa.binary()) for s in extra])
     ids = _unique(pa.array(keys, pa.string()))
     log.info("webdataset: %d shard(s), %d sample(s), member suffixes %s", len(paths), len(ids), sorted(found))
-    return Inputs("webdataset", storage, ids, paths, schema=schema, suffixes=suffixes)
+    return Inputs("webdataset", storage, ids, paths, schema=schema, suffixes=suffixes,
+                  id_files=pa.array(shard_of_key, pa.int32()))
 
 
 def _is_text(suffix: str) -> bool:
     return suffix.rsplit(".", 1)[-1].lower() in TEXT_SUFFIXES
 
 
-def read(inputs: Inputs):
-    """A Ray Dataset of the shards' samples as rows (see the module docstring), unfiltered."""
+def read(inputs: Inputs, files: Sequence[str]):
+    """A Ray Dataset of the samples of ``files`` (some of ``inputs.files``) as rows (see the module
+    docstring), unfiltered."""
     import ray
 
-    ds = ray.data.read_webdataset(inputs.files, filesystem=inputs.storage.arrow_fs, decoder=None,
+    ds = ray.data.read_webdataset(list(files), filesystem=inputs.storage.arrow_fs, decoder=None,
                                   fileselect=is_sample_member)
     return ds.map_batches(to_rows, batch_format="pyarrow",
                           fn_kwargs=dict(suffixes=inputs.suffixes, schema=inputs.schema))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +60,24 @@ def test_hidden_members_in_folders_are_skipped_by_discovery_and_reader(ray_addre
                                               batch_size=2, sampler=FAST))
     assert (summary["inputs"], summary["ok"], summary["error"], summary["rows"]) == (2, 2, 0, 2)
     assert_exactly_once(read_rows(str(tmp_path / "out")), ["x/a", "x/b"])
+
+
+def test_resume_reads_only_shards_not_all_done_with_their_own_done_ids(tmp_path):
+    """Discovery knows each key's shard, so a rerun skips shards all done and filters the partly done
+    ones against their done ids only (not every committed id)."""
+    from pipeline.sources import split_shards
+
+    keys = []
+    for shard in range(3):
+        data, shard_keys = img2dataset_shard(shard)
+        (tmp_path / f"{shard:05d}.tar").write_bytes(data)
+        keys.append(shard_keys)
+    inputs = discover(Storage.from_uri(str(tmp_path)))
+    assert inputs.id_files.to_pylist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    done = pa.array(keys[0] + keys[1][:1], pa.string())
+    untouched, partial = split_shards(inputs, done)
+    assert [Path(f).name for f in untouched] == ["00002.tar"]
+    assert [(Path(f).name, ids) for f, ids in partial] == [("00001.tar", keys[1][:1])]
 
 
 def test_discovery_reads_keys_and_suffixes_from_the_headers(tmp_path):
