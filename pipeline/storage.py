@@ -37,6 +37,13 @@ def _check_backend(protocol: str, uri: str) -> None:
         raise ValueError(f"cannot use {uri!r}: {exc}") from None
 
 
+def _file_path(uri: str) -> str:
+    """The path of a local URI or path: ``file://out`` and ``file://a/b`` are relative, as fsspec reads
+    them (urlparse would take "out" for a host); ``file:///x`` and ``file://localhost/x`` are absolute."""
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return path[len("localhost"):] if path.startswith("localhost/") else path
+
+
 def worth_retrying(exc: Exception, retry_missing: bool = True) -> bool:
     """Whether another read may succeed: not for a denied or wrong-kind path; for a missing object
     only when ``retry_missing`` (a just-written object may not be visible yet)."""
@@ -65,10 +72,7 @@ class Storage:
         parsed = urlparse(uri)
         protocol = parsed.scheme if len(parsed.scheme) > 1 else "file"  # "C:" style drive letters stay local
         if protocol == "file":
-            # file://out and file://results/run1 are relative paths, as fsspec reads them (urlparse would
-            # take "out" for a host); file:///x and file://localhost/x are absolute
-            path = uri[len("file://"):] if uri.startswith("file://") else uri
-            root = os.path.abspath(path[len("localhost"):] if path.startswith("localhost/") else path)
+            root = os.path.abspath(_file_path(uri))
         else:
             root = (parsed.netloc + parsed.path).rstrip("/")
             if not parsed.netloc:
@@ -132,9 +136,10 @@ class Storage:
     def resolve(self, path: str) -> str:
         """A path found in the data (a URI, a local absolute path, or relative to the root) in
         filesystem form."""
-        if "://" in path:
+        if "://" in path and self.protocol != "file":
             parsed = urlparse(path)
-            return parsed.path if self.protocol == "file" else parsed.netloc + parsed.path
+            return parsed.netloc + parsed.path
+        path = _file_path(path) if self.protocol == "file" else path
         if self.protocol == "file" and os.path.isabs(path):
             return path
         return self.path(path)

@@ -80,6 +80,8 @@ def test_resolve_paths_found_in_data(tmp_path):
     s = Storage.from_uri(str(tmp_path))
     assert s.resolve("images/a.png") == str(tmp_path / "images" / "a.png")
     assert s.resolve("/abs/a.png") == "/abs/a.png"
+    assert s.resolve("file:///abs/a.png") == s.resolve("file://localhost/abs/a.png") == "/abs/a.png"
+    assert s.resolve("file://images/a.png") == str(tmp_path / "images" / "a.png")  # relative, like a plain path
     assert Storage.from_uri("s3://b/root").resolve("s3://other/k.png") == "other/k.png"
     assert Storage.from_uri("s3://b/root").resolve("k.png") == "b/root/k.png"
 
