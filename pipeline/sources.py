@@ -91,8 +91,9 @@ def _hidden(relative: str) -> bool:
 def _discover_parquet(storage: Storage, files: list[str], required: tuple[str, ...]) -> Inputs:
     import pyarrow.dataset as pads
 
-    schema = _unified_schema(pads.dataset(files, format="parquet", filesystem=storage.arrow_fs))
-    dataset = pads.dataset(files, schema=schema, format="parquet", filesystem=storage.arrow_fs)  # not the 1st file's
+    dataset = pads.dataset(files, format="parquet", filesystem=storage.arrow_fs)
+    schema = _unified_schema(dataset)
+    dataset = dataset.replace_schema(schema)  # every shard's columns, not only the first file's
     missing = [c for c in required if c not in schema.names]
     if missing:
         raise ValueError(
@@ -150,6 +151,7 @@ def _discover_folder(storage: Storage) -> Inputs:
     if not ids:
         raise ValueError(
             f"input {storage.uri()!r} has an images/ folder but no image files ({', '.join(IMAGE_EXTENSIONS)})")
+
     def unreadable(found: dict[str, str | None]) -> pa.Array:
         return pa.array([NOT_UTF8 if i in found and found[i] is None else None for i in ids], pa.string())
 
@@ -245,11 +247,10 @@ def read_pending(batch: pa.Table, storage: Storage) -> pa.Table:
     import pyarrow.parquet as pq
 
     path, done = batch.column("file")[0].as_py(), batch.column("done")[0].values
-    table = pq.read_table(path, filesystem=storage.arrow_fs, partitioning=None)
-    return table.filter(pc.invert(pc.is_in(table.column("id").cast(pa.string()), value_set=done)))
+    return drop_done(pq.read_table(path, filesystem=storage.arrow_fs, partitioning=None), done)
 
 
 def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
-    """Rows whose id is not in ``done`` (WebDataset resume: the done ids of the partly done shards only;
-    shards all done are not read)."""
+    """Rows whose id is not in ``done`` (on resume: the done ids of partly done shards only; shards all
+    done are not read)."""
     return batch.filter(pc.invert(pc.is_in(batch.column("id").cast(pa.string()), value_set=done)))

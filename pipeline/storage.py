@@ -136,13 +136,13 @@ class Storage:
     def resolve(self, path: str) -> str:
         """A path found in the data (a URI, a local absolute path, or relative to the root) in
         filesystem form."""
-        if "://" in path and self.protocol != "file":
+        if self.protocol != "file":
+            if "://" not in path:
+                return self.path(path)
             parsed = urlparse(path)
             return parsed.netloc + parsed.path
-        path = _file_path(path) if self.protocol == "file" else path
-        if self.protocol == "file" and os.path.isabs(path):
-            return path
-        return self.path(path)
+        path = _file_path(path)
+        return path if os.path.isabs(path) else self.path(path)
 
     # -- IO -----------------------------------------------------------------------------------
     def read_bytes(self, path: str, attempts: int = 1, retry_missing: bool = True) -> bytes:
