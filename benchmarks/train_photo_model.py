@@ -6,8 +6,11 @@ Three phases, each resumable from the checkpoints in ``--work`` (rerun the same 
 stop and it goes on where it was):
 
 1. ``vae``: an ``AutoencoderKL`` (×4 downsampling, 4 latent channels) on random square crops of the
-   training photos at several scales (side from the crop size up to the whole short side), with
-   flips; loss MSE + L1 + a small KL term, as an SD-style KL autoencoder without the GAN.
+   training photos and drawings at several scales (side from the crop size up to the whole short
+   side), with flips and colour augmentation (:class:`Colour`: hue rotation, channel permutation,
+   saturation, white balance, brightness/contrast/gamma jitter, grey photos tinted); loss MSE + L1 +
+   a small KL term, as an SD-style KL autoencoder without the GAN. Every few minutes the EMA
+   weights' round trip of the whole held-out photos (128² centre squares) is logged.
 2. ``unet``: ``scaling_factor`` = 1 / std of the latents (as SD does), then a
    ``UNet2DConditionModel`` (ε-prediction, cross-attention on the empty prompt's embedding of a
    fixed random tiny CLIP text encoder) on the VAE's latents of 128² crops, SD 1.5's noise schedule.
@@ -15,7 +18,8 @@ stop and it goes on where it was):
    loss curves, the VAE's PSNR on held-out crops and a grid of unconstrained samples next to real
    held-out crops.
 
-Photos: ``fcs.photos.TRAIN`` for training, whole ``fcs.photos.HELD_OUT`` photos never seen.
+Photos: ``fcs.photos.TRAIN`` (+ ``fcs.photos.GRAPHICS`` for the VAE) for training, whole
+``fcs.photos.HELD_OUT`` photos never seen.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "fcs" / "models" / "photo"
 VAE_CROP, UNET_CROP = 64, 128
 COLOUR_WEIGHT = 3.0  # colour photos are drawn this much more often than grey ones
+GRAPHICS_WEIGHT = 0.5  # drawings (VAE only), relative to a grey photo
+VAE_BLOCKS = (32, 64, 128)
 
 
 def build_vae():
@@ -48,7 +54,7 @@ def build_vae():
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 96), layers_per_block=1, norm_num_groups=16, sample_size=UNET_CROP,
+        block_out_channels=VAE_BLOCKS, layers_per_block=1, norm_num_groups=16, sample_size=UNET_CROP,
     )
 
 
@@ -64,15 +70,77 @@ def build_unet(cross_attention_dim: int):
     )
 
 
-class Crops:
-    """Random square crops of the training photos at several scales, as (B, 3, s, s) in [-1, 1]."""
+# RGB -> YIQ; hue rotation and saturation act on (I, Q)
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_RGB = torch.linalg.inv(_YIQ)
 
-    def __init__(self, names: tuple[str, ...], seed: int) -> None:
-        self.photos = [torch.from_numpy(photos.load_photo(n)).permute(2, 0, 1).float() / 127.5 - 1 for n in names]
-        colour = [float((p[0] - p[1]).abs().mean() > 1e-3) for p in self.photos]
-        weights = torch.tensor([COLOUR_WEIGHT if c else 1.0 for c in colour])
+
+class Colour:
+    """Colour and tone augmentation of one crop (3, s, s) in [0, 1], so that the models learn colour
+    and tone rather than the palette of a few photos. Each part is drawn independently:
+
+    - grey photos: tinted (a random duotone: dark colour → light colour) with probability 0.7;
+    - channel permutation (p 0.25);
+    - hue rotation by a uniform angle in YIQ (p 0.5), saturation ×[0.35, 1.8] log-uniform (p 0.7);
+    - white balance: per-channel gains ×[0.8, 1.25] log-uniform (p 0.5);
+    - contrast ×[0.65, 1.5] log-uniform about the mean, brightness ±0.15, gamma [0.67, 1.5] (each p 0.5).
+    """
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+
+    def _u(self, lo: float = 0.0, hi: float = 1.0, shape: tuple = ()) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(shape, generator=self.gen)
+
+    def _p(self, p: float) -> bool:
+        return float(self._u()) < p
+
+    def _log(self, lo: float, hi: float, shape: tuple = ()) -> torch.Tensor:
+        return torch.exp(self._u(math.log(lo), math.log(hi), shape))
+
+    def __call__(self, x: torch.Tensor, grey: bool) -> torch.Tensor:
+        if grey and self._p(0.7):
+            dark, light = self._u(0.0, 0.35, (3, 1, 1)), self._u(0.6, 1.0, (3, 1, 1))
+            x = dark + (light - dark) * x.mean(0, keepdim=True)
+        if self._p(0.25):
+            x = x[torch.randperm(3, generator=self.gen)]
+        m = torch.eye(3)
+        if self._p(0.5):
+            a = float(self._u(-math.pi, math.pi))
+            rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)], [0.0, math.sin(a), math.cos(a)]])
+            m = rot @ m
+        if self._p(0.7):
+            m = torch.diag(torch.cat([torch.ones(1), self._log(0.35, 1.8).expand(2)])) @ m
+        m = _RGB @ m @ _YIQ
+        if self._p(0.5):
+            m = torch.diag(self._log(0.8, 1.25, (3,))) @ m
+        x = torch.einsum("ij,jhw->ihw", m, x)
+        if self._p(0.5):
+            mean = x.mean()
+            x = (x - mean) * self._log(0.65, 1.5) + mean
+        if self._p(0.5):
+            x = x + self._u(-0.15, 0.15)
+        x = x.clamp(0, 1)
+        if self._p(0.5):
+            x = x.pow(self._log(0.67, 1.5))
+        return x
+
+
+class Crops:
+    """Random square crops of the training photos at several scales, as (B, 3, s, s) in [-1, 1];
+    a fraction ``augment`` of them with :class:`Colour` augmentation."""
+
+    def __init__(self, names: tuple[str, ...], seed: int, augment: float = 0.0, graphics: tuple[str, ...] = ()) -> None:
+        self.names = names + graphics
+        self.photos = [torch.from_numpy(photos.load_photo(n).copy()).permute(2, 0, 1).float() / 255 for n in self.names]
+        self.grey = [bool((p[0] - p[1]).abs().mean() <= 1e-3 and (p[1] - p[2]).abs().mean() <= 1e-3)
+                     for p in self.photos]
+        weights = torch.tensor([GRAPHICS_WEIGHT if n in graphics else 1.0 if g else COLOUR_WEIGHT
+                                for n, g in zip(self.names, self.grey, strict=True)])
         self.weights = weights / weights.sum()
+        self.augment = augment
         self.gen = torch.Generator().manual_seed(seed)
+        self.colour = Colour(self.gen)
 
     def sample(self, batch: int, size: int) -> torch.Tensor:
         idx = torch.multinomial(self.weights, batch, replacement=True, generator=self.gen)
@@ -80,17 +148,38 @@ class Crops:
         for i in idx.tolist():
             img = self.photos[i]
             h, w = img.shape[1:]
+            short = min(h, w)
             u = float(torch.rand((), generator=self.gen))
-            side = int(round(math.exp(math.log(size) + u * (math.log(min(h, w)) - math.log(size)))))
+            side = short if short <= size else int(round(size * math.exp(u * math.log(short / size))))
             top = int(torch.randint(0, h - side + 1, (), generator=self.gen))
             left = int(torch.randint(0, w - side + 1, (), generator=self.gen))
             crop = img[None, :, top:top + side, left:left + side]
             if side != size:
-                crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=side > size,
+                                     align_corners=False)
             if float(torch.rand((), generator=self.gen)) < 0.5:
                 crop = crop.flip(-1)
-            out.append(crop)
+            crop = crop.clamp(0, 1)
+            if self.augment and float(torch.rand((), generator=self.gen)) < self.augment:
+                crop = self.colour(crop[0], self.grey[i])[None]
+            out.append(crop * 2 - 1)
         return torch.cat(out).clamp(-1, 1)
+
+
+def held_out_table(vae) -> dict[str, dict]:
+    """VAE round trip (posterior mean) of each whole held-out photo as its 128² centre square, as
+    ``den.decode(den.encode(x))`` does: PSNR (dB, 8-bit) and mean shift per channel (of 255)."""
+    out = {}
+    with torch.no_grad():
+        for name in photos.HELD_OUT:
+            x8 = photos.center_square(photos.load_photo(name), UNET_CROP)
+            x = torch.from_numpy(x8.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+            recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+            r8 = ((recon[0].permute(1, 2, 0).numpy() + 1) * 127.5 + 0.5).astype(np.uint8).astype(np.float64)
+            mse = float(((r8 - x8) ** 2).mean())
+            out[name] = {"psnr_db": round(10 * math.log10(255**2 / mse), 2),
+                         "shift": [round(float(v), 1) for v in r8.mean((0, 1)) - x8.mean((0, 1))]}
+    return out
 
 
 class Phase:
@@ -103,13 +192,14 @@ class Phase:
         self.ema.requires_grad_(False)
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         self.path = work / f"{name}.pt"
-        self.step, self.elapsed, self.losses = 0, 0.0, []
+        self.step, self.elapsed, self.losses, self.evals = 0, 0.0, [], []
         if self.path.exists():
             state = torch.load(self.path, weights_only=False)
             model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
             self.opt.load_state_dict(state["opt"])
             self.step, self.elapsed, self.losses = state["step"], state["elapsed"], state["losses"]
+            self.evals = state.get("evals", [])
             log.info("%s: resumed at step %d (%.1f min done)", name, self.step, self.elapsed / 60)
 
     @property
@@ -118,12 +208,15 @@ class Phase:
 
     def save(self, extra: dict | None = None) -> None:
         state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                 "step": self.step, "elapsed": self.elapsed, "losses": self.losses, **(extra or {})}
+                 "step": self.step, "elapsed": self.elapsed, "losses": self.losses, "evals": self.evals,
+                 **(extra or {})}
         torch.save(state, self.path.with_suffix(".tmp"))
         self.path.with_suffix(".tmp").replace(self.path)
 
-    def run(self, loss_fn, save_every_s: float = 120.0) -> None:
+    def run(self, loss_fn, save_every_s: float = 120.0, evaluate=None, eval_every_s: float = 300.0) -> None:
+        """``evaluate(ema)`` -> dict, logged and kept in the checkpoint every ``eval_every_s`` of training."""
         last_save = time.time()
+        next_eval = (int(self.elapsed // eval_every_s) + 1) * eval_every_s
         while not self.done:
             t0 = time.time()
             frac = self.elapsed / (self.minutes * 60)
@@ -131,6 +224,9 @@ class Phase:
             for group in self.opt.param_groups:
                 group["lr"] = lr
             loss = loss_fn(self.model)
+            if not torch.isfinite(loss):
+                log.warning("%s step %d: loss %s, step skipped", self.name, self.step, float(loss))
+                continue
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -145,10 +241,21 @@ class Phase:
             if self.step % 100 == 0:
                 log.info("%s step %d loss %.4f lr %.2e (%.1f / %.0f min)", self.name, self.step,
                          np.mean(self.losses[-100:]), lr, self.elapsed / 60, self.minutes)
+            if evaluate is not None and self.elapsed >= next_eval:
+                self._evaluate(evaluate)
+                next_eval += eval_every_s
             if time.time() - last_save > save_every_s:
                 self.save()
                 last_save = time.time()
+        if evaluate is not None and (not self.evals or self.evals[-1]["step"] != self.step):
+            self._evaluate(evaluate)
         self.save()
+
+    def _evaluate(self, evaluate) -> None:
+        self.ema.eval()
+        result = evaluate(self.ema)
+        self.evals.append({"step": self.step, "minutes": round(self.elapsed / 60, 2), **result})
+        log.info("%s eval at step %d: %s", self.name, self.step, json.dumps(result))
 
 
 def vae_loss(crops: Crops, batch: int, kl_weight: float):
@@ -220,12 +327,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".train_photo")
-    parser.add_argument("--vae-minutes", type=float, default=28.0)
-    parser.add_argument("--unet-minutes", type=float, default=50.0)
+    parser.add_argument("--vae-minutes", type=float, default=40.0)
+    parser.add_argument("--unet-minutes", type=float, default=55.0)
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--unet-batch", type=int, default=16)
-    parser.add_argument("--bank", type=int, default=6144, help="training crops encoded once for the UNet")
-    parser.add_argument("--vae-lr", type=float, default=5e-4)
+    parser.add_argument("--bank", type=int, default=8192, help="training crops encoded once for the UNet")
+    parser.add_argument("--vae-augment", type=float, default=0.8, help="fraction of VAE crops colour-augmented")
+    parser.add_argument("--unet-augment", type=float, default=0.5, help="fraction of UNet crops colour-augmented")
+    parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--unet-lr", type=float, default=5e-4)
     parser.add_argument("--kl-weight", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
@@ -236,7 +345,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
-    crops = Crops(photos.TRAIN, args.seed)
+    crops = Crops(photos.TRAIN, args.seed, augment=args.vae_augment, graphics=photos.GRAPHICS)
 
     text = args.work / "text"
     if not (text / "text_encoder").exists():
@@ -248,10 +357,13 @@ def main() -> None:
     if args.probe:
         _probe(vae, build_unet(cond.shape[-1]), crops, cond, args)
         return
-    log.info("VAE: %.2f M parameters; photos: %s", sum(p.numel() for p in vae.parameters()) / 1e6, photos.TRAIN)
+    log.info("VAE: %.2f M parameters; photos: %s; drawings: %s", sum(p.numel() for p in vae.parameters()) / 1e6,
+             photos.TRAIN, photos.GRAPHICS)
     vae_phase = Phase("vae", vae, args.work, args.vae_lr, args.vae_minutes)
-    vae_phase.run(vae_loss(crops, args.vae_batch, args.kl_weight))
+    vae_phase.run(vae_loss(crops, args.vae_batch, args.kl_weight), evaluate=held_out_table)
     vae_ema = vae_phase.ema.eval()
+    # the UNet learns photos only (no drawings), fewer of them colour-augmented
+    crops = Crops(photos.TRAIN, args.seed + 2, augment=args.unet_augment)
     scaling_path = args.work / "scaling.json"
     if not scaling_path.exists():
         scaling_path.write_text(json.dumps({"scaling_factor": 1 / latent_std(vae_ema, crops)}))

@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import numpy as np
 
-# name -> (package, loader); grey photos are repeated to RGB
+# grey photos are repeated to RGB; the first 15 are those of the first photo model (benchmarks use TRAIN[:4]
+# as a validation set seen in training, so new photos go at the end)
 TRAIN = (
     "astronaut", "china", "flower", "motorcycle", "hubble_deep_field", "immunohistochemistry", "retina",
     "camera", "coins", "moon", "clock", "brick", "grass", "gravel", "cell",
+    "motorcycle_right", "text", "page", "microaneurysms", "lfw_faces", "mri_head",
 )
+# drawings, not photos: the VAE (not the UNet) also trains on them, for saturated colours and flat areas
+GRAPHICS = ("colorwheel", "logo", "present", "matplotlib_logo")
 HELD_OUT = ("chelsea", "coffee", "rocket", "grace_hopper")
 SOURCES = {
     "china": "scikit-learn sample image", "flower": "scikit-learn sample image",
     "grace_hopper": "matplotlib sample data", "motorcycle": "scikit-image stereo_motorcycle (left view)",
+    "motorcycle_right": "scikit-image stereo_motorcycle (right view)",
+    "lfw_faces": "scikit-image lfw_subset: its 100 faces of 25² in a 10 × 10 mosaic",
+    "mri_head": "matplotlib sample data s1045.ima.gz (MRI slice, 16 bit, scaled to 8)",
+    "present": "matplotlib sample data Minduka_Present_Blue_Pack.png, on white",
+    "matplotlib_logo": "matplotlib sample data logo2.png, on white", "logo": "scikit-image logo, on white",
 }
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    rgba = np.asarray(rgba, np.float32)
+    if rgba.shape[-1] < 4:
+        return rgba[..., :3]
+    if rgba.max() <= 1.0:
+        rgba = rgba * 255
+    alpha = rgba[..., 3:4] / 255
+    return rgba[..., :3] * alpha + 255 * (1 - alpha)
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -33,15 +52,39 @@ def load_photo(name: str) -> np.ndarray:
 
         with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
             img = np.asarray(im.convert("RGB"))
-    elif name == "motorcycle":
+    elif name in ("motorcycle", "motorcycle_right"):
         import skimage.data
 
-        img = skimage.data.stereo_motorcycle()[0]
+        img = skimage.data.stereo_motorcycle()[0 if name == "motorcycle" else 1]
+    elif name == "lfw_faces":
+        import skimage.data
+
+        faces = skimage.data.lfw_subset()[:100]  # (200, 25, 25) in [0, 1]: 100 faces, then 100 non-faces
+        img = (faces.reshape(10, 10, 25, 25).transpose(0, 2, 1, 3).reshape(250, 250) * 255).round()
+    elif name == "mri_head":
+        import gzip
+
+        import matplotlib.cbook
+
+        with gzip.open(matplotlib.cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as f:
+            mri = np.frombuffer(f.read(), np.uint16).reshape(256, 256).astype(np.float32)
+        img = (mri / mri.max() * 255).round()
+    elif name in ("present", "matplotlib_logo"):
+        import matplotlib.cbook
+        from PIL import Image
+
+        file = "Minduka_Present_Blue_Pack.png" if name == "present" else "logo2.png"
+        with Image.open(matplotlib.cbook.get_sample_data(file, asfileobj=False)) as im:
+            img = _on_white(np.asarray(im.convert("RGBA"))).round()
+    elif name == "logo":
+        import skimage.data
+
+        img = _on_white(skimage.data.logo()).round()
     else:
         import skimage.data
 
-        if name not in TRAIN + HELD_OUT:
-            raise ValueError(f"photo {name!r} is not one of {', '.join(TRAIN + HELD_OUT)}")
+        if name not in TRAIN + GRAPHICS + HELD_OUT:
+            raise ValueError(f"photo {name!r} is not one of {', '.join(TRAIN + GRAPHICS + HELD_OUT)}")
         img = getattr(skimage.data, name)()
     img = np.asarray(img)
     if img.ndim == 2:
