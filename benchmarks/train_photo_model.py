@@ -185,8 +185,12 @@ def held_out_table(vae) -> dict[str, dict]:
 class Phase:
     """A training loop with EMA, a time budget, cosine lr and a checkpoint it resumes from."""
 
-    def __init__(self, name: str, model: torch.nn.Module, work: Path, lr: float, minutes: float) -> None:
+    def __init__(self, name: str, model: torch.nn.Module, work: Path, lr: float, minutes: float,
+                 threads: int = 2) -> None:
         self.name, self.model, self.minutes, self.base_lr = name, model, minutes, lr
+        # on a machine shared with other work, 1 thread can beat 2 by far (a thread that shares a core
+        # with a busy process stalls every op): each count is timed in turn and the faster one used
+        self.thread_options, self.step_time = tuple(range(1, threads + 1)), {}
         self.ema = type(model).from_config(model.config)
         self.ema.load_state_dict(model.state_dict())
         self.ema.requires_grad_(False)
@@ -218,6 +222,8 @@ class Phase:
         last_save = time.time()
         next_eval = (int(self.elapsed // eval_every_s) + 1) * eval_every_s
         while not self.done:
+            threads = self._threads()
+            torch.set_num_threads(threads)
             t0 = time.time()
             frac = self.elapsed / (self.minutes * 60)
             lr = self.base_lr * min(1.0, (self.step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
@@ -235,12 +241,15 @@ class Phase:
                 decay = min(0.999, (1 + self.step) / (10 + self.step))
                 for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                     pe.lerp_(p, 1 - decay)
-            self.losses.append(float(loss))
+            self.losses.append(float(loss.detach()))
             self.step += 1
-            self.elapsed += time.time() - t0
+            dt = time.time() - t0
+            self.elapsed += dt
+            self.step_time[threads] = 0.7 * self.step_time.get(threads, dt) + 0.3 * dt
             if self.step % 100 == 0:
-                log.info("%s step %d loss %.4f lr %.2e (%.1f / %.0f min)", self.name, self.step,
-                         np.mean(self.losses[-100:]), lr, self.elapsed / 60, self.minutes)
+                log.info("%s step %d loss %.4f lr %.2e (%.1f / %.0f min; s/step by threads %s)", self.name, self.step,
+                         np.mean(self.losses[-100:]), lr, self.elapsed / 60, self.minutes,
+                         {n: round(t, 2) for n, t in self.step_time.items()})
             if evaluate is not None and self.elapsed >= next_eval:
                 self._evaluate(evaluate)
                 next_eval += eval_every_s
@@ -250,6 +259,16 @@ class Phase:
         if evaluate is not None and (not self.evals or self.evals[-1]["step"] != self.step):
             self._evaluate(evaluate)
         self.save()
+
+    def _threads(self) -> int:
+        """The fastest thread count so far; every 200 steps, 2 steps with another one (loads change)."""
+        untimed = [n for n in self.thread_options if n not in self.step_time]
+        if untimed:
+            return untimed[0]
+        ranked = sorted(self.thread_options, key=self.step_time.__getitem__)
+        if self.step % 200 < 2 and len(ranked) > 1:
+            return ranked[1 + (self.step // 200) % (len(ranked) - 1)]
+        return ranked[0]
 
     def _evaluate(self, evaluate) -> None:
         self.ema.eval()
@@ -359,7 +378,7 @@ def main() -> None:
         return
     log.info("VAE: %.2f M parameters; photos: %s; drawings: %s", sum(p.numel() for p in vae.parameters()) / 1e6,
              photos.TRAIN, photos.GRAPHICS)
-    vae_phase = Phase("vae", vae, args.work, args.vae_lr, args.vae_minutes)
+    vae_phase = Phase("vae", vae, args.work, args.vae_lr, args.vae_minutes, args.threads)
     vae_phase.run(vae_loss(crops, args.vae_batch, args.kl_weight), evaluate=held_out_table)
     vae_ema = vae_phase.ema.eval()
     # the UNet learns photos only (no drawings), fewer of them colour-augmented
@@ -372,7 +391,7 @@ def main() -> None:
 
     unet = build_unet(cond.shape[-1])
     log.info("UNet: %.2f M parameters", sum(p.numel() for p in unet.parameters()) / 1e6)
-    unet_phase = Phase("unet", unet, args.work, args.unet_lr, args.unet_minutes)
+    unet_phase = Phase("unet", unet, args.work, args.unet_lr, args.unet_minutes, args.threads)
     bank = latent_bank(vae_ema, crops, args.bank, args.work / "latents.pt")
     unet_phase.run(unet_loss(bank, scaling, cond, args.unet_batch, args.seed))
 
