@@ -29,7 +29,7 @@ def build(device: str, dtype):
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-    from fcs import Denoiser
+    from fcs import UNetDenoiser
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=64)  # the SD-1.5 UNet layout
@@ -38,7 +38,7 @@ def build(device: str, dtype):
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     )
     sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1)
-    den = Denoiser(unet, sched, vae=vae).to(device, dtype)
+    den = UNetDenoiser(unet, sched, vae=vae).to(device, dtype)
     return den, sum(p.numel() for p in unet.parameters())
 
 

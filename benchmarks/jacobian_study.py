@@ -31,13 +31,13 @@ ALPHAS = torch.logspace(-3, 1, 41).tolist()
 
 
 def study(den, truth: torch.Tensor, t: int, lam: float, seed: int) -> dict:
-    a = den.alpha(t)
+    alpha, sigma = den.coefficients(t)
     gen = torch.Generator().manual_seed(seed)
     y = truth * 2 - 1
     mask = torch.zeros_like(truth)
     mask[..., 8:, :] = 1
     known = (1 - mask).flatten()
-    x_t = (a**0.5 * y + (1 - a) ** 0.5 * torch.randn(y.shape, generator=gen)).flatten()
+    x_t = (alpha * y + sigma * torch.randn(y.shape, generator=gen)).flatten()
 
     def tweedie(v: torch.Tensor) -> torch.Tensor:
         return den.predict(v.view(1, 1, 16, 16), t)[1].flatten()

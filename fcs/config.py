@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fcs.samplers import JACOBIANS, SAMPLERS
-from fcs.samplers.common import STEPS
+from fcs.samplers.loop import STEPS
 from fcs.samplers.newton import FD_STEP, NEWTON_STEPS, inner_step_count
 
 METHODS = tuple(SAMPLERS)  # newton, dps, replacement, ddim

@@ -1,113 +1,155 @@
-"""A denoiser view of a diffusers model: x_t -> (eps, x0_hat), plus the VAE and text encoder around it.
+"""The denoiser contract every model family and analytic prior implements.
+
+A denoiser maps x_t to (ε̂, x̂0) under x_t = α_t·x0 + σ_t·ε (:mod:`fcs.schedule`), owns its schedule
+and its way into and out of model space (VAE or identity), and encodes prompts into a :class:`Cond`.
+Samplers see only this contract: adding a model family is one subclass and its tests.
 
 Paper notation (Graikos, Jojic & Samaras, arXiv 2410.18804):
-    x      x_t, the noisy sample in model space (SD latents, or pixels in [-1, 1])
-    x0     x̂0(x_t) = (x_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t), the Tweedie estimate
-    alpha  ᾱ_t = scheduler.alphas_cumprod[t]; one index t serves both the UNet and ᾱ_t
+    x      x_t, the noisy sample in model space (latents, or pixels in [-1, 1])
+    x0     x̂0(x_t), Tweedie's estimate E[x0 | x_t]
+    J      ∂x̂0/∂x_t; for an exact denoiser J = (α/σ²)·Cov[x0 | x_t] (symmetric PSD)
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from fcs.schedule import Schedule, to_prediction
+
+
+@dataclass(frozen=True)
+class Cond:
+    """A batch of conditioning tensors, batch-first (text embeddings, pooled embeddings, time ids...).
+
+    An empty Cond (no tensors) stands for "unconditional" and fits any batch.
+    """
+
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return next(iter(self.tensors.values())).shape[0] if self.tensors else 0
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def select(self, idx: Tensor | Sequence[int]) -> Cond:
+        """The rows ``idx`` of every tensor."""
+        if not self.tensors:
+            return self
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Cond({k: v[idx.to(v.device)] for k, v in self.tensors.items()})
+
+    def repeat(self, n: int) -> Cond:
+        """A one-item Cond repeated n times (n items that share a prompt)."""
+        if not self.tensors:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"repeat needs a one-item Cond, this one has {len(self)} items")
+        return Cond({k: v.expand(n, *v.shape[1:]) for k, v in self.tensors.items()})
+
+    def cat(self, other: Cond) -> Cond:
+        """This batch followed by ``other``'s (same tensor names)."""
+        if not self.tensors:
+            return other
+        return Cond({k: torch.cat([v, other.tensors[k].to(v)]) for k, v in self.tensors.items()})
+
+    def to(self, dtype: torch.dtype) -> Cond:
+        return Cond({k: v.to(dtype) if v.is_floating_point() else v for k, v in self.tensors.items()})
+
+
+EMPTY = Cond()
 
 
 class Denoiser:
-    """Wraps a diffusers UNet (latent SD or pixel-space) and its scheduler's noise schedule.
-
-    Args:
-        unet: ``UNet2DConditionModel`` (with ``vae``) or ``UNet2DModel`` (pixel-space, no VAE/text).
-        scheduler: any diffusers scheduler; only its ``alphas_cumprod``, ``prediction_type`` and
-            step layout are used (sampling is DDIM).
-        vae: ``AutoencoderKL`` or None for pixel-space models.
-        text_encoder, tokenizer: CLIP text model and tokenizer for latent models.
-        guidance_scale: classifier-free guidance; 1 disables it (one UNet pass per forward).
+    """The contract. Subclasses set ``prediction_type`` (:data:`fcs.schedule.PREDICTIONS`) and
+    implement ``model_output``, ``coefficients``, ``schedule``, and ``encode``/``decode`` when the
+    model space is not pixels; the rest has working defaults.
     """
 
-    def __init__(
-        self,
-        unet: torch.nn.Module,
-        scheduler: Any,
-        vae: torch.nn.Module | None = None,
-        text_encoder: torch.nn.Module | None = None,
-        tokenizer: Any = None,
-        guidance_scale: float = 1.0,
-        name: str = "model",
-    ) -> None:
-        from diffusers import DDIMScheduler
+    name: str = "denoiser"
+    prediction_type: str = "epsilon"
+    guidance_scale: float = 1.0
 
-        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
-        self.scheduler = DDIMScheduler.from_config(scheduler.config)
-        self.guidance_scale = float(guidance_scale)
-        self.name = name
-        self.prediction_type = self.scheduler.config.prediction_type
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise ValueError(f"prediction_type {self.prediction_type!r} is not supported; use epsilon or v_prediction")
-        for module in (unet, vae, text_encoder):
-            if module is not None:
-                module.requires_grad_(False).eval()
-        if vae is not None and unet.config.in_channels != vae.config.latent_channels:
-            raise ValueError(
-                f"the UNet takes {unet.config.in_channels} input channels but the VAE makes "
-                f"{vae.config.latent_channels}: an inpainting-finetuned UNet? fcs needs none; load the base model")
-        if getattr(unet.config, "addition_embed_type", None):
-            raise ValueError(f"UNets with addition_embed_type={unet.config.addition_embed_type!r} (SDXL-style) "
-                             "are not supported yet; use an SD 1.x/2.x-style checkpoint")
-        self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
-        self._uncond: Tensor | None = None
-        self._channels_last = False
-        self._min_side: int | None = None
+    # -- the model ---------------------------------------------------------------------------
+    def model_output(self, x: Tensor, t, cond: Cond) -> Tensor:
+        """The network's raw output at x_t (B, C, h, w) in its ``prediction_type``."""
+        raise NotImplementedError
 
-    # -- properties -------------------------------------------------------------------------
+    def coefficients(self, t) -> tuple[float, float]:
+        """(α_t, σ_t) of timestep ``t`` as Python floats."""
+        raise NotImplementedError
+
+    def schedule(self, steps: int) -> Schedule:
+        """The default sampling schedule with ``steps`` outer steps, noisiest first."""
+        raise NotImplementedError
+
+    def predict(self, x: Tensor, t, cond: Cond | None = None) -> tuple[Tensor, Tensor]:
+        """One model forward: (ε̂, x̂0), both fp32 with the shape of ``x`` (B, C, h, w)."""
+        alpha, sigma = self.coefficients(t)
+        out = self.model_output(x, t, EMPTY if cond is None else cond).float()
+        return to_prediction(out, x.float(), alpha, sigma, self.prediction_type)
+
+    def jvp(self, x: Tensor, tangent: Tensor, t, cond: Cond | None = None) -> Tensor:
+        """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode model pass)."""
+        _, jv = torch.func.jvp(lambda x_in: self.predict(x_in, t, cond)[1], (x.float(),), (tangent.float(),))
+        return jv.float()
+
+    # -- model space -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return torch.device("cpu")
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        return torch.float32
 
     @property
-    def is_latent(self) -> bool:
-        return self.vae is not None
+    def channels(self) -> int:
+        """Channels of x_t."""
+        raise NotImplementedError
 
     @property
     def scale_factor(self) -> int:
         """Pixels per model-space cell along each side (8 for SD, 1 for pixel models)."""
-        if self.vae is None:
-            return 1
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 1
 
     @property
-    def channels(self) -> int:
-        return self.unet.config.in_channels
+    def is_latent(self) -> bool:
+        return self.scale_factor > 1
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this."""
+        return self.scale_factor
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of x_t for an image of height × width pixels (multiples of ``size_multiple``)."""
+        return self.channels, height // self.scale_factor, width // self.scale_factor
+
+    def min_side(self) -> int:
+        """The smallest image side (pixels) this model takes."""
+        return self.size_multiple
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Model-space x0 of images (B, 3, H, W) in [0, 1]; pixel models: 2·x − 1 (float64 stays float64)."""
+        images = images.to(self.device)
+        return (images if images.dtype == torch.float64 else images.float()) * 2 - 1
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """Images (B, 3, H, W), nominally in [0, 1], from model-space x0; differentiable, not clamped."""
+        return ((x0 if x0.dtype == torch.float64 else x0.float()) + 1) / 2
+
+    def encode_prompt(self, prompts: Sequence[str]) -> Cond:
+        """Conditioning for a batch of prompts; unconditional models return the empty Cond."""
+        return EMPTY
+
+    # -- views -------------------------------------------------------------------------------
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Denoiser:
-        kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
-        for module in (self.unet, self.vae, self.text_encoder):
-            if module is not None:
-                module.to(**kwargs)
-        self._uncond = None
-        return self
-
-    def accelerate(self, compile: bool = False, channels_last: bool = False, backend: str = "inductor") -> Denoiser:
-        """Speed switches for GPU serving, off by default: channels-last UNet weights and
-        ``torch.compile`` of the UNet (static shapes; pad short batches to reuse the graph). Outputs
-        match the plain model up to float round-off (``tests/test_accelerate.py``); the exact JVP
-        always runs the uncompiled UNet, in the default memory format (forward-mode group norm
-        rejects channels-last activations), so with channels_last each JVP converts the weights
-        there and back (two weight copies per call; the finite difference needs none)."""
-        if channels_last:
-            self.unet.to(memory_format=torch.channels_last)
-            self._channels_last = True
-        if compile:
-            self.unet = torch.compile(self.unet, backend=backend, dynamic=False)
         return self
 
     def with_guidance(self, guidance_scale: float) -> Denoiser:
@@ -117,141 +159,3 @@ class Denoiser:
         view = copy.copy(self)
         view.guidance_scale = float(guidance_scale)
         return view
-
-    @property
-    def size_multiple(self) -> int:
-        """Image sides must be multiples of this: the VAE factor times the UNet's downsampling."""
-        return self.scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
-
-    def min_side(self) -> int:
-        """The smallest image side (pixels) this model takes. Images are padded to ``size_multiple``;
-        where a group norm at the coarsest level would then see one value per group (small UNets)
-        the padded side must be larger. Probed once with forward passes on a zero image."""
-        if self._min_side is None:
-            unet = getattr(self.unet, "_orig_mod", self.unet)  # never compile graphs for the probe
-            view = copy.copy(self)
-            view.unet = unet
-            t = self.timesteps(1)[0]
-            for cells in range(1, 9):
-                padded = cells * self.size_multiple
-                try:
-                    with torch.no_grad():
-                        image = torch.zeros(1, 3, padded, padded, device=self.device)
-                        x = view.encode(image) if self.is_latent else image[:, : self.channels]
-                        view.decode(view.predict(x, t, view.encode_prompt([""]))[1])
-                except (RuntimeError, ValueError) as exc:
-                    if "Expected more than 1 value per channel" not in str(exc) or cells == 8:
-                        raise
-                    continue
-                self._min_side = padded - self.size_multiple + 1
-                break
-        return self._min_side
-
-    def alpha(self, t: int) -> float:
-        """ᾱ_t as a Python float (fp64 schedule)."""
-        return float(self._alphas[int(t)])
-
-    def timesteps(self, steps: int) -> list[int]:
-        """The DDIM timesteps for ``steps`` outer steps, from noisiest to cleanest."""
-        self.scheduler.set_timesteps(steps)
-        return [int(t) for t in self.scheduler.timesteps]
-
-    # -- text -------------------------------------------------------------------------------
-    def encode_prompt(self, prompts: list[str]) -> Tensor | None:
-        """Text embeddings (B, L, D) for latent models; None for pixel models."""
-        if self.text_encoder is None:
-            return None
-        ids = self.tokenizer(
-            list(prompts),
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self.device)
-        with torch.no_grad():
-            return self.text_encoder(ids)[0]
-
-    def _unconditional(self, batch: int) -> Tensor:
-        if self._uncond is None:
-            self._uncond = self.encode_prompt([""])
-        return self._uncond.expand(batch, -1, -1)
-
-    # -- the denoiser -----------------------------------------------------------------------
-    def predict(self, x: Tensor, t: int, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """One UNet forward pass: returns (eps, x0_hat), both fp32 with the shape of ``x``.
-
-        Args:
-            x: x_t with shape (B, C, h, w) in model space (any float dtype).
-            t: integer training timestep in [0, num_train_timesteps).
-            cond: text embeddings (B, L, D) for latent models, None otherwise.
-        """
-        a = self.alpha(t)
-        out = self._model_output(x, t, cond).float()
-        x32 = x.float()
-        if self.prediction_type == "v_prediction":
-            x0 = a**0.5 * x32 - (1 - a) ** 0.5 * out
-            eps = a**0.5 * out + (1 - a) ** 0.5 * x32
-        else:
-            eps = out
-            x0 = (x32 - (1 - a) ** 0.5 * eps) / a**0.5
-        return eps, x0
-
-    def _model_output(self, x: Tensor, t: int, cond: Tensor | None) -> Tensor:
-        x = x.to(self.dtype)
-        timestep = torch.tensor(int(t), device=x.device)
-        if cond is None:
-            return self.unet(x, timestep).sample
-        cond = cond.to(self.dtype)
-        if self.guidance_scale == 1.0:
-            return self.unet(x, timestep, encoder_hidden_states=cond).sample
-        uncond = self._unconditional(x.shape[0]).to(self.dtype)
-        both = self.unet(torch.cat([x, x]), timestep, encoder_hidden_states=torch.cat([uncond, cond])).sample
-        out_u, out_c = both.chunk(2)
-        return out_u + self.guidance_scale * (out_c - out_u)
-
-    def jvp(self, x: Tensor, tangent: Tensor, t: int, cond: Tensor | None = None) -> Tensor:
-        """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode UNet pass).
-
-        Forward-mode AD has no rule for the fused SDPA kernels (flash, memory-efficient), so the
-        math backend is selected for this call only; the model's attention processors stay as they
-        are and every other forward pass keeps fused attention.
-        """
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        dtype = self.dtype
-        view = copy.copy(self)
-        view.unet = getattr(self.unet, "_orig_mod", self.unet)  # forward-mode AD runs the eager module
-
-        def tweedie(x_in: Tensor) -> Tensor:
-            return view.predict(x_in, t, cond)[1]
-
-        # contiguous: forward-mode group_norm fails on strided primals (e.g. x_t built from VAE latents)
-        if self._channels_last:
-            view.unet.to(memory_format=torch.contiguous_format)
-        try:
-            with sdpa_kernel([SDPBackend.MATH]):
-                _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
-        finally:
-            if self._channels_last:
-                view.unet.to(memory_format=torch.channels_last)
-        return jv.float()
-
-    # -- VAE --------------------------------------------------------------------------------
-    def encode(self, images: Tensor) -> Tensor:
-        """Model-space representation of images (B, 3, H, W) in [0, 1]: VAE posterior mean × scaling
-        factor for latent models, 2·x − 1 for pixel models."""
-        x = images.to(self.device, torch.float32) * 2 - 1
-        if self.vae is None:
-            # a greyscale pixel model takes RGB input as its luminance mean
-            return x.mean(1, keepdim=True) if self.channels == 1 and x.shape[1] == 3 else x
-        with torch.no_grad():
-            mean = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
-        return mean.float() * self.vae.config.scaling_factor
-
-    def decode(self, x0: Tensor) -> Tensor:
-        """Images (B, 3, H, W), nominally in [0, 1], from model-space x0; differentiable through the
-        decoder only. Not clamped, so constraint gradients survive saturated pixels."""
-        if self.vae is None:
-            return (x0.float() + 1) / 2
-        z = x0 / self.vae.config.scaling_factor
-        return (self.vae.decode(z.to(self.vae.dtype)).sample.float() + 1) / 2

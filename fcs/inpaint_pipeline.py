@@ -16,6 +16,7 @@ from PIL import Image
 
 from fcs.config import SamplerConfig
 from fcs.denoiser import Denoiser
+from fcs.families.unet import UNetDenoiser
 from fcs.images import Source, to_mask_array, to_rgb_array
 from fcs.inpaint import inpaint
 from fcs.loading import load_denoiser
@@ -49,7 +50,7 @@ class FastConstrainedInpaintPipeline:
     def from_pipe(cls, pipe: Any) -> FastConstrainedInpaintPipeline:
         """Reuse the components of an existing diffusers SD pipeline (no copy of the weights)."""
         return cls(
-            Denoiser(
+            UNetDenoiser(
                 unet=pipe.unet, scheduler=pipe.scheduler, vae=getattr(pipe, "vae", None),
                 text_encoder=getattr(pipe, "text_encoder", None), tokenizer=getattr(pipe, "tokenizer", None),
                 name=getattr(pipe, "name_or_path", type(pipe).__name__),

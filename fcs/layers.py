@@ -74,7 +74,7 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
                    steps=config.steps, stop=split, **opts)
     many = LatentInpaint(constraint.target.expand(n, -1, -1, -1), constraint.known.expand(n, -1, -1, -1))
     branches = newton(denoiser, many, trunk.extras["x_t"].expand(n, -1, -1, -1).clone(),
-                      cond.expand(n, -1, -1) if cond is not None else None, steps=config.steps, start=split,
+                      cond.repeat(n), steps=config.steps, start=split,
                       eta=1.0, gens=noise.generators([seed * 1000 + 1 + k for k in range(n)]), **opts)
     with torch.no_grad():
         samples = denoiser.decode(branches.x0).float().clamp(0, 1).cpu()

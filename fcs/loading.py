@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fcs.denoiser import Denoiser
+from fcs.families.unet import UNetDenoiser
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def resolve_device(device: str | None) -> str:
 
 BUILT = {"tiny": "build_tiny_sd", "tiny-v": "build_tiny_sd_v", "tiny-pixel": "build_tiny_pixel"}  # fcs.tiny builders
 SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, committed with the package
-BUILTIN = (*BUILT, *SHIPPED)
+ORACLES = ("oracle-gauss", "oracle-latent", "oracle-gmm")  # analytic priors with exact posteriors (fcs.oracles)
+BUILTIN = (*BUILT, *SHIPPED, *ORACLES)
 TINY_CLIP = "tiny-clip"  # built-in random-weight CLIP vision model for style jobs (tests, --smoke)
 
 
@@ -62,7 +64,9 @@ def builtin_models() -> list[dict]:
                 "present": (p / "model_index.json").exists()} for n, p in SHIPPED.items()]
     built = [{"name": n, "kind": "random weights, written on first use", "path": str(cache_dir() / n),
               "present": (cache_dir() / n / "model_index.json").exists()} for n in BUILT]
-    return shipped + built
+    oracles = [{"name": n, "kind": "analytic prior with an exact posterior", "path": "fcs/oracles", "present": True}
+               for n in ORACLES]
+    return shipped + built + oracles
 
 
 def cache_dir() -> Path:
@@ -75,6 +79,8 @@ def resolve_model(model: str | Path) -> str:
     'tiny', 'tiny-v', 'tiny-pixel' (random weights) written on first use; other values pass through
     (hub id or local path)."""
     name = str(model)
+    if name in ORACLES:  # no folder: built from fcs/oracles/fitted.json
+        return name
     if name in SHIPPED:
         return str(SHIPPED[name])
     if name not in BUILT:
@@ -123,6 +129,10 @@ def load_denoiser(
     """
     from diffusers import DiffusionPipeline
 
+    if str(model) in ORACLES:
+        from fcs.oracles import load_oracle
+
+        return load_oracle(str(model))
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     source = resolve_model(model)
@@ -137,7 +147,7 @@ def load_denoiser(
             f"cannot load model {str(model)!r}: {str(exc).splitlines()[0]} "
             f"(give a local diffusers folder, a reachable hub id, or a built-in name: {', '.join(BUILTIN)})"
         ) from exc
-    denoiser = Denoiser(
+    denoiser = UNetDenoiser(
         unet=pipe.unet,
         scheduler=pipe.scheduler,
         vae=getattr(pipe, "vae", None),

@@ -36,7 +36,7 @@ class TaskActor:
         options: the task's checked options (``Task.check_options``); None = the task's defaults.
         device, dtype: for :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when torch sees a GPU).
         threads: torch CPU threads (Ray starts workers with OMP_NUM_THREADS=1); None leaves it.
-        compile_unet, channels_last: :meth:`fcs.Denoiser.accelerate` switches.
+        compile_unet, channels_last: :meth:`fcs.UNetDenoiser.accelerate` switches.
         pad_to: run a short batch padded to this many items (copies of its last item, results
             dropped) so GPU kernels and compiled graphs see one shape; None = as it comes.
     """

@@ -53,7 +53,7 @@ class JobConfig:
         task: restore, superres, style, layers or outpaint (:data:`pipeline.tasks.TASKS`); recorded in
             every row.
         task_options: the task's options (e.g. superres ``scale``); defaults filled in when built.
-        compile_unet, channels_last: GPU speed switches (``fcs.Denoiser.accelerate``), off by default.
+        compile_unet, channels_last: GPU speed switches (``fcs.UNetDenoiser.accelerate``), off by default.
         pad_batches: run a short last batch padded to ``batch_size`` (one shape for GPU kernels and
             compiled graphs); results are the same.
         rows_per_file: rows per committed output file (the last one of a run holds fewer); larger

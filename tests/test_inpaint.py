@@ -75,7 +75,7 @@ def test_v_prediction_and_pixel_space_models_run_end_to_end(name, fcs_cache, dev
     if name == "tiny-v":
         assert denoiser.prediction_type == "v_prediction" and denoiser.is_latent
     else:
-        assert not denoiser.is_latent and denoiser.encode_prompt([""]) is None
+        assert not denoiser.is_latent and not denoiser.encode_prompt([""]).tensors
     image, mask = _photo(30, 42), _hole(30, 42)
     results = fcs.inpaint(denoiser, [image, image], [mask, mask], seeds=[0, 1],
                           config=fcs.SamplerConfig(steps=3, newton_steps=2))
@@ -93,8 +93,9 @@ def test_v_prediction_tweedie(sd_v):
     t = 500
     with torch.no_grad():
         eps, x0 = sd_v.predict(x, t, sd_v.encode_prompt(["", ""]))
-    a = sd_v.alpha(t)
-    torch.testing.assert_close(a**0.5 * x0 + (1 - a) ** 0.5 * eps, x, rtol=0, atol=1e-5)
+    alpha, sigma = sd_v.coefficients(t)
+    assert abs(alpha**2 - float(sd_v.scheduler.alphas_cumprod[t])) < 1e-12 and abs(alpha**2 + sigma**2 - 1) < 1e-12
+    torch.testing.assert_close(alpha * x0 + sigma * eps, x, rtol=0, atol=1e-5)
 
 
 def test_other_samplers_through_inpaint(sd):

@@ -21,11 +21,11 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _state_at(denoiser, images, masks, t: int, seed: int = 0):
-    """x_t = √ᾱ_t y + √(1 − ᾱ_t) z for the encoded images, its x̂0, the constraint's e and the cond."""
+    """x_t = α_t y + σ_t z for the encoded images, its x̂0, the constraint's e and the cond."""
     constraint = LatentInpaint.from_pixels(denoiser, images, masks)
-    a = denoiser.alpha(t)
+    alpha, sigma = denoiser.coefficients(t)
     z = noise.randn(constraint.target.shape[1:], noise.generators(range(seed, seed + len(images))), denoiser.device)
-    x = a**0.5 * constraint.target + (1 - a) ** 0.5 * z  # strided like the VAE latents: jvp must cope
+    x = alpha * constraint.target + sigma * z  # strided like the VAE latents: jvp must cope
     cond = denoiser.encode_prompt([""] * len(images))
     with torch.no_grad():
         _, x0 = denoiser.predict(x, t, cond)
@@ -59,12 +59,12 @@ def test_exact_jvp_is_the_true_directional_derivative(model_dirs, device, make_p
     x, _, e, cond = _state_at(den32, images, masks, t)
     exact = den32.jvp(x, e, t, cond)
     step = 1e-4
-    x64, e64, cond64 = x.double(), e.double(), cond.double()
+    x64, e64, cond64 = x.double(), e.double(), cond.to(torch.float64)
     with torch.no_grad():
-        plus = den64._model_output(x64 + step * e64, t, cond64).double()
-        minus = den64._model_output(x64 - step * e64, t, cond64).double()
-    a = den64.alpha(t)
-    central = (e64 - (1 - a) ** 0.5 * (plus - minus) / (2 * step)) / a**0.5  # J·e for x̂0 = (x − √(1−ᾱ) ε)/√ᾱ
+        plus = den64.model_output(x64 + step * e64, t, cond64).double()
+        minus = den64.model_output(x64 - step * e64, t, cond64).double()
+    alpha, sigma = den64.coefficients(t)
+    central = (e64 - sigma * (plus - minus) / (2 * step)) / alpha  # J·e for x̂0 = (x − σ ε)/α
     assert _rel(exact.double(), central).max() < 1e-3
 
 

@@ -45,6 +45,7 @@ class PixelInpaint(ImageLoss):
     def __init__(self, decode: Callable[[Tensor], Tensor], image: Tensor, mask: Tensor) -> None:
         keep = 1 - mask.float()
         image = image.float()
+        self.image, self.keep = image, keep  # the linear observation, for exact posteriors
 
         def loss(decoded: Tensor) -> Tensor:
             diff = keep * (decoded - image)
@@ -65,5 +66,5 @@ class SuperResolution(ImageLoss):
         if int(scale) != scale or scale < 1:
             raise ValueError(f"scale must be a positive integer, got {scale!r}")
         low_res = low_res.float()
-        self.scale = int(scale)
+        self.scale, self.low_res = int(scale), low_res
         super().__init__(decode, lambda decoded: _rms(downsample(decoded, self.scale) - low_res))

@@ -1,7 +1,7 @@
-"""Diffusion posterior sampling (Chung et al., 2023): a baseline that backpropagates through the UNet.
+"""Diffusion posterior sampling (Chung et al., 2023): a baseline that backpropagates through the model.
 
 Per step: x̂0 = tweedie(x_t) with autograd on; g = ∇_{x_t} residual(x̂0); x_{t'} = DDIM(x̂0, ε) − ζ·g.
-Cost: S UNet forwards plus S UNet backward passes, at training-level activation memory.
+Cost: S model forwards plus S model backward passes, at training-level activation memory.
 """
 
 from __future__ import annotations
@@ -12,16 +12,38 @@ import torch
 from torch import Tensor
 
 from fcs.constraints.base import Constraint
-from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.denoiser import Cond
+from fcs.samplers.loop import STEPS, Method, SampleResult, State, sample
+from fcs.schedule import Schedule
+
+
+class DPS(Method):
+    """Predict with autograd, then subtract ζ·∇_{x_t} residual after the transition."""
+
+    name = "dps"
+
+    def __init__(self, step_size: float) -> None:
+        self.step_size, self.grad = step_size, None
+
+    def predict(self, denoiser, constraint, state: State) -> None:
+        with torch.enable_grad():
+            x_in = state.x.detach().requires_grad_(True)
+            eps, x0 = denoiser.predict(x_in, state.t, state.cond)
+            (self.grad,) = torch.autograd.grad(constraint.residual(x0).sum(), x_in)
+        self.backward_passes += 1
+        state.eps, state.x0 = eps.detach(), x0.detach()
+
+    def after_transition(self, constraint, state: State, gens) -> None:
+        state.x = state.x - self.step_size * self.grad
 
 
 def dps(
     denoiser,
     constraint: Constraint,
     noise: Tensor,
-    cond: Tensor | None = None,
+    cond: Cond | None = None,
     *,
-    steps: int = STEPS,
+    steps: int | Schedule = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
@@ -31,23 +53,5 @@ def dps(
 
     noise: x_T (B, C, h, w). Returns the final x̂0 and per-item NFE / residual trace.
     """
-    x = noise.to(denoiser.device, torch.float32).clone()
-    nfe = torch.zeros(x.shape[0], dtype=torch.long)
-    trace, backward = [], 0
-    for t, t_prev in progress(steps_with_prev(denoiser, steps), show_progress, "dps"):
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            eps, x0 = denoiser.predict(x_in, t, cond)
-            r = constraint.residual(x0)
-            (grad,) = torch.autograd.grad(r.sum(), x_in)
-        backward += 1
-        nfe += 1
-        x0, eps = x0.detach(), eps.detach()
-        if not trace:
-            trace.append(r.detach().float().cpu())
-        if t_prev is None:
-            trace.append(residual_of(constraint, x0).cpu())
-            break
-        x = ddim_step(x0, eps, denoiser.alpha(t_prev), denoiser.alpha(t), eta, gens) - step_size * grad
-        trace.append(r.detach().float().cpu())
-    return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1), backward_passes=backward)
+    return sample(denoiser, constraint, noise, cond, DPS(step_size), steps=steps, eta=eta, gens=gens,
+                  show_progress=show_progress)

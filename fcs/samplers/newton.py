@@ -6,7 +6,9 @@ Code name -> paper symbol:
     e         the constraint's error vector in x̂0 space (``Constraint.error``)
     d         J·e with J = ∂x̂0/∂x_t, the inexact Newton direction (J·e ≈ Jᵀ·e as J is near-symmetric)
     h         finite-difference step in units of max|e| (per item)
-    lr[k]     step size of inner iteration k (∞-norm of the update)
+    lr[k]     step size of inner iteration k (∞-norm of the update, in units of the schedule's
+              scale √(α² + σ²), which is 1 for variance-preserving models: the same step in every
+              convention)
 
 Per outer step t: K times {e = error(x̂0); d = J·e / max|d|; x_t += lr[k]·d; re-evaluate x̂0}, then a
 DDIM step. Cost: S·(1 + 2K) UNet forwards and no UNet backward pass.
@@ -21,7 +23,9 @@ import torch
 from torch import Tensor
 
 from fcs.constraints.base import Constraint, per_item_max
-from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.denoiser import Cond
+from fcs.samplers.loop import STEPS, Method, SampleResult, State, sample
+from fcs.schedule import Schedule
 
 JACOBIANS = ("auto", "fd", "jvp")  # how J·e is computed; see newton()
 NEWTON_STEPS, FD_STEP = 5, 0.005  # the paper's K and h
@@ -41,10 +45,10 @@ def learning_rates(newton_steps: int, lr: float | Sequence[float] | None) -> lis
     return lrs
 
 
-def jacobian_direction(denoiser, x: Tensor, x0: Tensor, e: Tensor, t: int, cond, h: float, jacobian: str) -> Tensor:
+def jacobian_direction(denoiser, x: Tensor, x0: Tensor, e: Tensor, t, cond, h: float, jacobian: str) -> Tensor:
     """d = J·e, where J = ∂x̂0/∂x_t, by finite difference (one extra forward) or exact JVP.
 
-    The finite difference is taken in fp32 with a per-item step dt = h / max|e|.
+    The finite difference is taken in fp32 with a per-item step dt = h / max|e| (h in units of x_t).
     """
     if jacobian == "jvp":
         return denoiser.jvp(x, e, t, cond)
@@ -53,14 +57,43 @@ def jacobian_direction(denoiser, x: Tensor, x0: Tensor, e: Tensor, t: int, cond,
     return (x0_shifted - x0) / dt
 
 
+class Newton(Method):
+    """K inner corrections of x_t per outer step (the paper's Algorithm 1 inner loop)."""
+
+    name = "newton"
+
+    def __init__(self, lrs: list[float], h: float, jacobian: str, tol: float | None, rel_tol: float | None,
+                 inner_steps: int) -> None:
+        self.lrs, self.h, self.jacobian, self.inner_steps = lrs, h, jacobian, inner_steps
+        self.tol, self.rel_tol = tol, rel_tol
+
+    def correct(self, denoiser, constraint, state: State) -> None:
+        if state.i >= self.inner_steps:
+            return
+        threshold = _threshold(self.tol, self.rel_tol, state.trace[0])
+        scale = state.schedule.scale(state.i)
+        for rate in self.lrs:
+            e, r = constraint.error(state.x0)
+            active = (r > threshold.to(r.device)) if threshold is not None else torch.ones_like(r, dtype=torch.bool)
+            if not active.any():
+                break
+            idx = active.nonzero().squeeze(1).to(state.x.device)
+            sub_cond = state.cond.select(idx)
+            d = jacobian_direction(denoiser, state.x[idx], state.x0[idx], e[idx], state.t, sub_cond,
+                                   self.h * scale, self.jacobian)
+            state.x[idx] += rate * scale * d / per_item_max(d)
+            state.eps[idx], state.x0[idx] = denoiser.predict(state.x[idx], state.t, sub_cond)
+            state.nfe[active.cpu()] += 2
+
+
 @torch.no_grad()
 def newton(
     denoiser,
     constraint: Constraint,
     noise: Tensor,
-    cond: Tensor | None = None,
+    cond: Cond | None = None,
     *,
-    steps: int = STEPS,
+    steps: int | Schedule = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
@@ -80,8 +113,8 @@ def newton(
         denoiser: a :class:`fcs.Denoiser`.
         constraint: any :class:`fcs.constraints.Constraint` built for this batch.
         noise: x_T with shape (B, C, h, w) in model space (standard normal).
-        cond: text embeddings (B, L, D) or None.
-        steps: S outer DDIM steps; eta: DDIM noise; gens: per-item generators (needed if eta > 0).
+        cond: the denoiser's :class:`fcs.denoiser.Cond` for the batch (None = unconditional).
+        steps: S outer DDIM steps (or a Schedule); eta: DDIM noise; gens: per-item generators (needed if eta > 0).
         newton_steps: K inner iterations per outer step; lr: their step sizes; h: FD step.
         jacobian: "fd" (finite difference, the paper's), "jvp" (exact forward-mode), or "auto": fd
             for fp32 models, jvp for fp16/bf16 ones (a step of h drowns in half-precision rounding).
@@ -98,39 +131,13 @@ def newton(
         raise ValueError(f"jacobian must be one of {JACOBIANS}, got {jacobian!r}")
     if jacobian == "auto":
         jacobian = "fd" if denoiser.dtype == torch.float32 else "jvp"
-    schedule = steps_with_prev(denoiser, steps)
-    stop = len(schedule) if stop is None else stop
-    if not 0 <= start < stop <= len(schedule):
-        raise ValueError(f"need 0 <= start < stop <= {len(schedule)} outer steps, got start={start}, stop={stop}")
     if not 0 <= inner_until <= 1:
         raise ValueError(f"inner_until must be in [0, 1], got {inner_until!r}")
-    lrs = learning_rates(newton_steps, lr)
-    inner_steps = inner_step_count(inner_until, len(schedule))
-    x = noise.to(denoiser.device, torch.float32).clone()
-    nfe = torch.zeros(x.shape[0], dtype=torch.long)
-    trace = []
-    for i, (t, t_prev) in enumerate(progress(schedule[start:stop], show_progress, "newton"), start):
-        eps, x0 = denoiser.predict(x, t, cond)
-        nfe += 1
-        if not trace:
-            trace.append(residual_of(constraint, x0))
-        threshold = _threshold(tol, rel_tol, trace[0])
-        for rate in lrs if i < inner_steps else ():
-            e, r = constraint.error(x0)
-            active = (r > threshold.to(r.device)) if threshold is not None else torch.ones_like(r, dtype=torch.bool)
-            if not active.any():
-                break
-            idx = active.nonzero().squeeze(1).to(x.device)
-            sub_cond = cond[idx] if cond is not None else None
-            d = jacobian_direction(denoiser, x[idx], x0[idx], e[idx], t, sub_cond, h, jacobian)
-            x[idx] += rate * d / per_item_max(d)
-            eps[idx], x0[idx] = denoiser.predict(x[idx], t, sub_cond)
-            nfe[active.cpu()] += 2
-        trace.append(residual_of(constraint, x0))
-        if t_prev is not None:
-            x = ddim_step(x0, eps, denoiser.alpha(t_prev), denoiser.alpha(t), eta, gens)
-    extras = {"x_t": x} if t_prev is not None else {}
-    return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1).cpu(), extras=extras)
+    schedule = steps if isinstance(steps, Schedule) else denoiser.schedule(steps)
+    method = Newton(learning_rates(newton_steps, lr), h, jacobian, tol, rel_tol,
+                    inner_step_count(inner_until, len(schedule)))
+    return sample(denoiser, constraint, noise, cond, method, steps=schedule, eta=eta, gens=gens,
+                  show_progress=show_progress, start=start, stop=stop)
 
 
 def inner_step_count(inner_until: float, steps: int) -> int:

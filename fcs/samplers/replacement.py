@@ -1,6 +1,6 @@
 """Replacement / blended-latent inpainting: paste the noised known latents after every DDIM step.
 
-x_{t'} ← M ⊙ (√ᾱ' y + √(1 − ᾱ') z) + (1 − M) ⊙ x_{t'}, and M ⊙ y + (1 − M) ⊙ x̂0 at the end.
+x_{t'} ← M ⊙ (α'·y + σ'·z) + (1 − M) ⊙ x_{t'}, and M ⊙ y + (1 − M) ⊙ x̂0 at the end.
 Needs a constraint with ``target`` (y) and ``known`` (M), i.e. :class:`LatentInpaint`.
 """
 
@@ -12,7 +12,21 @@ import torch
 from torch import Tensor
 
 from fcs import noise as _noise
-from fcs.samplers.common import STEPS, SampleResult, ddim_step, progress, residual_of, steps_with_prev
+from fcs.denoiser import Cond
+from fcs.samplers.loop import STEPS, Method, SampleResult, State, sample
+from fcs.schedule import Schedule
+
+
+class Replacement(Method):
+    name = "replacement"
+
+    def finish(self, constraint, state: State) -> None:
+        state.x0 = constraint.known * constraint.target + (1 - constraint.known) * state.x0
+
+    def after_transition(self, constraint, state: State, gens) -> None:
+        alpha, sigma = state.schedule.alphas[state.i + 1], state.schedule.sigmas[state.i + 1]
+        noised = alpha * constraint.target + sigma * _noise.randn(state.x.shape[1:], gens, state.x.device)
+        state.x = constraint.known * noised + (1 - constraint.known) * state.x
 
 
 @torch.no_grad()
@@ -20,14 +34,14 @@ def replacement(
     denoiser,
     constraint,
     noise: Tensor,
-    cond: Tensor | None = None,
+    cond: Cond | None = None,
     *,
-    steps: int = STEPS,
+    steps: int | Schedule = STEPS,
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
 ) -> SampleResult:
-    """Replacement sampling with the shared sampler signature; S UNet forwards, no backward.
+    """Replacement sampling with the shared sampler signature; S model forwards, no backward.
 
     The known-region noise comes from ``gens`` (per item) so results do not depend on the batch.
     """
@@ -37,22 +51,5 @@ def replacement(
         )
     if gens is None:
         raise ValueError("replacement needs per-item generators (gens) for the known-region noise")
-    known, y = constraint.known, constraint.target
-    x = noise.to(denoiser.device, torch.float32).clone()
-    nfe = torch.zeros(x.shape[0], dtype=torch.long)
-    trace = []
-    for t, t_prev in progress(steps_with_prev(denoiser, steps), show_progress, "replacement"):
-        eps, x0 = denoiser.predict(x, t, cond)
-        nfe += 1
-        if not trace:
-            trace.append(residual_of(constraint, x0).cpu())
-        if t_prev is None:
-            x0 = known * y + (1 - known) * x0
-            trace.append(residual_of(constraint, x0).cpu())
-            break
-        x = ddim_step(x0, eps, denoiser.alpha(t_prev), denoiser.alpha(t), eta, gens)
-        a = denoiser.alpha(t_prev)
-        noised = a**0.5 * y + (1 - a) ** 0.5 * _noise.randn(x.shape[1:], gens, x.device)
-        x = known * noised + (1 - known) * x
-        trace.append(residual_of(constraint, x0).cpu())
-    return SampleResult(x0=x0, nfe=nfe, residuals=torch.stack(trace, 1))
+    return sample(denoiser, constraint, noise, cond, Replacement(), steps=steps, eta=eta, gens=gens,
+                  show_progress=show_progress)

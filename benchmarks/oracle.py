@@ -1,0 +1,304 @@
+"""Every sampler against the exact posterior: priors whose p(x0 | y) is known (``fcs.oracles``).
+
+    python benchmarks/oracle.py                  # all oracles, tasks and settings (resumable)
+    python benchmarks/oracle.py --problems 1     # quicker
+
+Oracles: ``oracle-gauss`` (32² RGB pixels), ``oracle-latent`` (64² pixels, 4 × 16² latents through a
+linear decoder), ``oracle-gmm`` in 8 and 80 dimensions. Tasks: box and strokes (latent-mask
+inpainting), scattered pixels (70 % missing; through the decoder on the latent oracle) and ×2
+super-resolution (through the decoder); the mixture observes its first coordinate (a multimodal
+posterior). Settings: Newton as the paper sets it (``paper``), the ``fast`` preset, a K sweep at S = 20,
+DPS at S = 20 and at the paper's NFE, replacement, unconstrained DDIM, and exact posterior samples
+(the noise floor of each metric). Per problem, N = 64 samples; metrics:
+
+- ``err``: N·‖m̂ − m‖² / tr Σ_post, the sample mean's error against the exact posterior mean in units
+  of its own sampling noise (≈ 1 for an exact sampler; "—" where Σ_post is 0, i.e. the observation
+  pins x0 down);
+- ``rmse``: ‖m̂ − m‖ / √d in model space (defined everywhere);
+- ``var``: mean log ratio of sample to exact per-element variance (0 = calibrated, < 0 over-confident);
+- ``sw``: sliced Wasserstein-2 distance to 64 exact posterior samples (the exact row: two exact sets);
+- ``psnr``: hole PSNR (whole image for SR) of the samples against the true image; the exact row's
+  ``psnr_mean`` is the exact posterior mean's (the ceiling of a mean estimate);
+- ``modes`` (mixture): total variation between the share of samples per component and the exact
+  posterior weights.
+
+Journal: benchmarks/results/oracle.jsonl (one line per oracle, task, problem and setting; a rerun
+skips what is there); tables: oracle.md, oracle.json; figure: oracle.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+RESULTS = HERE / "results"
+JOURNAL = RESULTS / "oracle.jsonl"
+SAMPLES = 64
+SIDES = {"oracle-gauss": 32, "oracle-latent": 64}
+IMAGE_TASKS = ("box", "strokes", "pixels", "sr2")
+MIXTURES = {"oracle-gmm-8": 8, "oracle-gmm-80": 80}
+PAPER_NFE = {"sr2": 420}  # paper Newton's calls per item; 220 elsewhere
+
+log = logging.getLogger("oracle")
+
+
+def settings(task: str) -> dict[str, tuple[str, dict]]:
+    """name -> (method, SamplerConfig fields) for one task (super-resolution: the paper's K = 10, lr 0.1)."""
+    from dataclasses import asdict
+
+    from fcs import SamplerConfig
+    from fcs.presets import with_preset
+    from fcs.superres import SR_DEFAULTS
+
+    sr = task == "sr2"
+    base = SR_DEFAULTS if sr else SamplerConfig()
+    defaults = asdict(SamplerConfig())
+
+    def differs(config: SamplerConfig) -> dict:
+        return {k: v for k, v in asdict(config).items() if v != defaults[k] and k in ("steps", "newton_steps", "lr")}
+
+    lr = {"lr": 0.1} if sr else {}
+    out = {"newton paper": ("newton", differs(with_preset(base, "paper"))),
+           "newton fast": ("newton", differs(with_preset(base, "fast")))}
+    out |= {f"newton S20 K{k}": ("newton", {"newton_steps": k, **lr}) for k in (1, 2, 3)}
+    out |= {"dps S20": ("dps", {}), f"dps S{PAPER_NFE.get(task, 220)}": ("dps", {"steps": PAPER_NFE.get(task, 220)})}
+    out["replacement S20"] = ("replacement", {})  # latent-mask tasks only (skipped where there is no mask)
+    out["ddim S20 (unconstrained)"] = ("ddim", {})
+    return out
+
+
+def image_problem(den, task: str, p: int):
+    """(truth (1, 3, H, W) float32, constraint for one item, judged region (1, 1, H, W))."""
+    from fcs import noise
+    from fcs.constraints import LatentInpaint, PixelInpaint, SuperResolution, downsample
+    from jobs.demo import make_mask
+
+    side = SIDES[den.name]
+    truth = den.decode(den.prior.sample(noise.generators([1000 + p]), den.latent_shape(side, side)).float())
+    if task == "sr2":
+        return truth, SuperResolution(den.decode, downsample(truth, 2), 2), torch.ones(1, 1, side, side)
+    if task == "pixels":
+        mask = (torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(p)) < 0.7).float()
+    else:
+        mask = torch.from_numpy(make_mask(task, side, seed=p) > 127).float()[None, None]
+    if task == "pixels" and den.is_latent:  # scattered pixels leave no whole latent cell known
+        return truth, PixelInpaint(den.decode, truth, mask), mask
+    constraint = LatentInpaint.from_pixels(den, truth, mask)
+    return truth, constraint, mask
+
+
+def expand(constraint, n: int):
+    """The same one-item constraint for n samples."""
+    from fcs.constraints import LatentInpaint, PixelInpaint, SuperResolution
+
+    if isinstance(constraint, LatentInpaint):
+        return LatentInpaint(constraint.target.expand(n, -1, -1, -1), constraint.known.expand(n, -1, -1, -1))
+    if isinstance(constraint, PixelInpaint):
+        return PixelInpaint(constraint.decode, constraint.image.expand(n, -1, -1, -1),
+                            1 - constraint.keep.expand(n, -1, -1, -1))
+    return SuperResolution(constraint.decode, constraint.low_res.expand(n, -1, -1, -1), constraint.scale)
+
+
+def draw(den, constraint, method: str, fields: dict, shape, seed: int) -> tuple[torch.Tensor, float, float]:
+    """(samples (N, 1, ...) float64, NFE per item, seconds per item) of one setting."""
+    from fcs import SAMPLERS, SamplerConfig, noise
+
+    config = SamplerConfig(method=method, **fields)
+    gens = noise.generators(range(seed, seed + SAMPLES))
+    started = time.perf_counter()
+    with torch.set_grad_enabled(method == "dps"):
+        result = SAMPLERS[method](den, expand(constraint, SAMPLES), noise.randn(shape, gens), None,
+                                  steps=config.steps, gens=gens, **config.sampler_options())
+    seconds = (time.perf_counter() - started) / SAMPLES
+    return result.x0.detach().double()[:, None], float(result.nfe.float().mean()), seconds
+
+
+def score(den, post, samples: torch.Tensor, exact: torch.Tensor, truth, region) -> dict:
+    from fcs.oracles.metrics import normalised_mean_error, psnr, sliced_wasserstein, variance_log_ratio
+
+    d = samples[0, 0].numel()
+    trace = float(post.var.sum())
+    row = {"rmse": float((samples.mean(0) - post.mean).pow(2).sum().div(d).sqrt()),
+           "err": float(normalised_mean_error(samples, post.mean, post.var.flatten(1).sum(1))) if trace > 1e-9 * d
+           else None,
+           "var": float(variance_log_ratio(samples, post.var)) if trace > 1e-9 * d else None,
+           "sw": float(sliced_wasserstein(samples, exact))}
+    if truth is not None:
+        with torch.no_grad():
+            images = den.decode(samples[:, 0].float())
+        row["psnr"] = float(psnr(images, truth[0], region[0]).mean())
+    return row
+
+
+def run_image(name: str, task: str, p: int, done: set, journal) -> None:
+    from fcs import noise
+    from fcs.oracles import load_oracle
+    from fcs.oracles.metrics import psnr
+
+    den = load_oracle(name)
+    truth, constraint, region = image_problem(den, task, p)
+    shape = tuple(constraint.target.shape[1:]) if hasattr(constraint, "known") else \
+        den.latent_shape(*truth.shape[-2:])
+    post = den.posterior(constraint)
+    exact = post.sample(noise.generators(range(50_000, 50_000 + SAMPLES)))
+    key = (name, task, p)
+    if (*key, "exact") not in done:
+        floor = post.sample(noise.generators(range(60_000, 60_000 + SAMPLES)))
+        row = score(den, post, floor, exact, truth, region)
+        with torch.no_grad():
+            row["psnr_mean"] = float(psnr(den.decode(post.mean.float()), truth, region).mean())
+        write(journal, key, "exact", row | {"nfe": 0, "seconds": 0.0})
+    for setting, (method, fields) in settings(task).items():
+        if (*key, setting) in done or (method == "replacement" and not hasattr(constraint, "known")):
+            continue
+        samples, nfe, seconds = draw(den, constraint, method, fields, shape, seed=10_000 * p)
+        write(journal, key, setting, score(den, post, samples, exact, truth, region) | {"nfe": nfe, "seconds": seconds})
+
+
+def run_mixture(name: str, p: int, done: set, journal) -> None:
+    from fcs import noise
+    from fcs.constraints import LatentInpaint
+    from fcs.oracles import load_oracle
+    from fcs.oracles.metrics import mode_weight_error
+
+    den = load_oracle("oracle-gmm", dim=MIXTURES[name])
+    x = den.prior.sample(noise.generators([1000 + p])).float()
+    known = torch.zeros_like(x)
+    known[..., 0] = 1  # observe the first coordinate: several modes stay possible
+    constraint = LatentInpaint(x, known)
+    post = den.posterior(constraint)
+    exact = post.sample(noise.generators(range(50_000, 50_000 + SAMPLES)))
+    key = (name, "coord0", p)
+
+    def modes(samples: torch.Tensor) -> float:
+        return float(mode_weight_error(den.prior.nearest_component(samples[:, 0])[:, None], post.weights))
+
+    if (*key, "exact") not in done:
+        floor = post.sample(noise.generators(range(60_000, 60_000 + SAMPLES)))
+        write(journal, key, "exact", score(den, post, floor, exact, None, None) |
+              {"modes": modes(floor), "nfe": 0, "seconds": 0.0})
+    for setting, (method, fields) in settings("coord0").items():
+        if (*key, setting) in done:
+            continue
+        samples, nfe, seconds = draw(den, constraint, method, fields, tuple(x.shape[1:]), seed=10_000 * p)
+        write(journal, key, setting, score(den, post, samples, exact, None, None) |
+              {"modes": modes(samples), "nfe": nfe, "seconds": seconds})
+
+
+def write(journal, key: tuple, setting: str, row: dict) -> None:
+    oracle, task, p = key
+    entry = {"oracle": oracle, "task": task, "problem": p, "setting": setting, **row}
+    journal.write(json.dumps(entry) + "\n")
+    journal.flush()
+    log.info("%s %s #%d %-24s %s", oracle, task, p, setting,
+             " ".join(f"{k}={v:.3g}" for k, v in row.items() if isinstance(v, float)))
+
+
+def read_journal() -> list[dict]:
+    return [json.loads(line) for line in JOURNAL.read_text().splitlines()] if JOURNAL.exists() else []
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean of each metric over problems, per (oracle, task, setting)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["oracle"], r["task"], r["setting"]), []).append(r)
+    out = {}
+    for (oracle, task, setting), rs in groups.items():
+        means = {}
+        for metric in ("err", "rmse", "var", "sw", "psnr", "psnr_mean", "modes", "nfe", "seconds"):
+            values = [r[metric] for r in rs if r.get(metric) is not None]
+            means[metric] = float(np.mean(values)) if values and len(values) == len(rs) else None
+        out.setdefault(oracle, {}).setdefault(task, {})[setting] = means | {"problems": len(rs)}
+    return out
+
+
+def _cell(value, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(summary: dict) -> str:
+    lines = ["# Samplers against the exact posterior (`python benchmarks/oracle.py`)", "",
+             f"N = {SAMPLES} samples per problem; means over problems. `err` ≈ 1 and `var` ≈ 0 for an exact "
+             "sampler; the `exact` row holds the noise floor of each metric (two independent exact sample sets) "
+             "and, in `psnr`, the exact posterior mean's PSNR in brackets.", ""]
+    for oracle, tasks in summary.items():
+        lines += [f"## {oracle}", ""]
+        mixture = oracle.startswith("oracle-gmm")
+        head = "| task | setting | NFE | err | rmse | var | sw | " + ("modes |" if mixture else "PSNR dB |")
+        lines += [head, "|---" * (head.count("|") - 1) + "|"]
+        for task, rows in tasks.items():
+            for setting, m in sorted(rows.items(), key=lambda kv: (kv[0] != "exact", kv[1]["nfe"] or 0, kv[0])):
+                last = _cell(m["modes"], 3) if mixture else (
+                    f"{_cell(m['psnr'])} ({_cell(m['psnr_mean'])})" if setting == "exact" else _cell(m["psnr"]))
+                lines.append(f"| {task} | {setting} | {m['nfe']:.0f} | {_cell(m['err'], 1)} | {_cell(m['rmse'], 4)} "
+                             f"| {_cell(m['var'])} | {_cell(m['sw'], 4)} | {last} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(o, t) for o, tasks in summary.items() for t in tasks]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for ax, (oracle, task) in zip(axes[0], panels, strict=True):
+        for setting, m in summary[oracle][task].items():
+            value = m["err"] if m["err"] is not None else m["rmse"]
+            if setting == "exact" or value is None:
+                continue
+            marker = {"newton": "o", "dps": "s", "replacement": "^", "ddim": "x"}[setting.split()[0]]
+            ax.scatter(m["nfe"], value, marker=marker, label=setting)
+        exact = summary[oracle][task].get("exact", {})
+        if exact.get("err") is not None:
+            ax.axhline(exact["err"], color="grey", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{oracle}\n{task}", fontsize=8)
+        ax.set_xlabel("NFE per item", fontsize=8)
+    axes[0][0].set_ylabel("sample-mean error (err; rmse where Σ = 0)", fontsize=8)
+    axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=3, help="problems per oracle and task")
+    parser.add_argument("--oracles", default=",".join([*SIDES, *MIXTURES]))
+    parser.add_argument("--tasks", default=",".join(IMAGE_TASKS))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    RESULTS.mkdir(exist_ok=True)
+    done = {(r["oracle"], r["task"], r["problem"], r["setting"]) for r in read_journal()}
+    with JOURNAL.open("a") as journal:
+        for p in range(args.problems):
+            for name in args.oracles.split(","):
+                if name in MIXTURES:
+                    run_mixture(name, p, done, journal)
+                    continue
+                for task in args.tasks.split(","):
+                    run_image(name, task, p, done, journal)
+    summary = summarise(read_journal())
+    (RESULTS / "oracle.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / "oracle.md").write_text(markdown(summary) + "\n")
+    figure(summary, RESULTS / "oracle.png")
+    print(markdown(summary))
+
+
+if __name__ == "__main__":
+    main()

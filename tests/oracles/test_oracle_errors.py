@@ -1,0 +1,70 @@
+"""Acceptance 4: each sampler's error against the exact posterior of ``oracle-gauss``, pinned.
+
+A small problem (16 × 16 RGB, an 8 × 8 hole, 32 samples, S = 10) whose exact posterior mean and
+variance are known: the normalised error of the sample mean (N·‖m̂ − m‖² / tr Σ_post, ≈ 1 for an
+exact sampler) and the variance calibration (mean log ratio, 0 = calibrated). A bug in a sampler moves
+them far beyond the tolerance, which allows float round-off only (the oracle is deterministic).
+
+Re-record after an intended change: ``python tests/oracles/test_oracle_errors.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fcs import SAMPLERS, noise
+from fcs.constraints import LatentInpaint
+from fcs.oracles import load_oracle
+from fcs.oracles.metrics import normalised_mean_error, variance_log_ratio
+
+SIDE, SAMPLES, STEPS = 16, 32, 10
+RTOL = 2e-3
+CASES = {
+    "ddim": ("ddim", {}),
+    "replacement": ("replacement", {}),
+    "dps": ("dps", {"step_size": 1.0}),
+    "newton-k1": ("newton", {"newton_steps": 1}),
+    "newton-k3": ("newton", {"newton_steps": 3}),
+}
+EXPECTED = {  # (normalised error, variance log ratio)
+    "ddim": (1584.4723, 1.7774), "dps": (1286.5213, 1.6974), "newton-k1": (10.3073, -0.2859),
+    "newton-k3": (4.0174, -0.7693), "replacement": (23.7769, 0.6975),
+}
+
+
+def oracle_errors(case: str) -> tuple[float, float]:
+    method, options = CASES[case]
+    den = load_oracle("oracle-gauss")
+    truth = den.decode(den.prior.sample(noise.generators([42]), (3, SIDE, SIDE)).float())
+    mask = torch.zeros(1, 1, SIDE, SIDE)
+    mask[..., 4:12, 4:12] = 1
+    one = LatentInpaint.from_pixels(den, truth, mask)
+    post = den.posterior(one)
+    many = LatentInpaint(one.target.expand(SAMPLES, -1, -1, -1), one.known.expand(SAMPLES, -1, -1, -1))
+    gens = noise.generators(range(SAMPLES))
+    with torch.set_grad_enabled(method == "dps"):
+        result = SAMPLERS[method](den, many, noise.randn((3, SIDE, SIDE), gens), None, steps=STEPS, gens=gens,
+                                  **options)
+    samples = result.x0.detach().double()[:, None]
+    error = normalised_mean_error(samples, post.mean, post.var.flatten(1).sum(1))
+    return round(float(error), 4), round(float(variance_log_ratio(samples, post.var)), 4)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sampler_error_against_the_exact_posterior_is_the_recorded_one(case):
+    got = oracle_errors(case)
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(EXPECTED[case]), rtol=RTOL, atol=1e-3)
+
+
+def test_newton_is_closer_to_the_exact_posterior_than_ignoring_the_constraint():
+    errors = {case: EXPECTED[case][0] for case in CASES}
+    assert errors["newton-k1"] < errors["ddim"] / 10 and errors["replacement"] < errors["ddim"] / 10
+
+
+def test_every_registered_sampler_has_an_oracle_case():
+    assert {method for method, _ in CASES.values()} == set(SAMPLERS)
+
+
+if __name__ == "__main__":
+    print({case: oracle_errors(case) for case in sorted(CASES)})
