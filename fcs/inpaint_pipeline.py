@@ -16,7 +16,7 @@ from PIL import Image
 
 from fcs.config import SamplerConfig
 from fcs.denoiser import Denoiser
-from fcs.families.unet import UNetDenoiser
+from fcs.families import family
 from fcs.images import Source, to_mask_array, to_rgb_array
 from fcs.inpaint import inpaint
 from fcs.loading import load_denoiser
@@ -48,14 +48,9 @@ class FastConstrainedInpaintPipeline:
 
     @classmethod
     def from_pipe(cls, pipe: Any) -> FastConstrainedInpaintPipeline:
-        """Reuse the components of an existing diffusers SD pipeline (no copy of the weights)."""
-        return cls(
-            UNetDenoiser(
-                unet=pipe.unet, scheduler=pipe.scheduler, vae=getattr(pipe, "vae", None),
-                text_encoder=getattr(pipe, "text_encoder", None), tokenizer=getattr(pipe, "tokenizer", None),
-                name=getattr(pipe, "name_or_path", type(pipe).__name__),
-            )
-        )
+        """Reuse the components of an existing diffusers pipeline of any supported family (no copy)."""
+        name = getattr(pipe, "name_or_path", type(pipe).__name__)
+        return cls(family(type(pipe).__name__).from_pipe(pipe, name=name))
 
     def to(self, device: str) -> FastConstrainedInpaintPipeline:
         self.denoiser.to(device)

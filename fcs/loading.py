@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from fcs.denoiser import Denoiser
-from fcs.families.unet import UNetDenoiser
+from fcs.families import family
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,11 @@ def resolve_device(device: str | None) -> str:
     return "cpu"
 
 
-BUILT = {"tiny": "build_tiny_sd", "tiny-v": "build_tiny_sd_v", "tiny-pixel": "build_tiny_pixel"}  # fcs.tiny builders
+BUILT = {  # name -> "module:builder" writing a random-weight model folder (tests, --smoke, offline demos)
+    "tiny": "fcs.tiny:build_tiny_sd", "tiny-v": "fcs.tiny:build_tiny_sd_v", "tiny-pixel": "fcs.tiny:build_tiny_pixel",
+    "tiny-sdxl": "fcs.families.tiny_sdxl:build_tiny_sdxl", "tiny-sd3": "fcs.families.tiny_sd3:build_tiny_sd3",
+    "tiny-flux": "fcs.families.tiny_flux:build_tiny_flux",
+}
 SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, committed with the package
 ORACLES = ("oracle-gauss", "oracle-latent", "oracle-gmm")  # analytic priors with exact posteriors (fcs.oracles)
 BUILTIN = (*BUILT, *SHIPPED, *ORACLES)
@@ -85,12 +89,13 @@ def resolve_model(model: str | Path) -> str:
         return str(SHIPPED[name])
     if name not in BUILT:
         return str(Path(name).resolve()) if Path(name).exists() else name
-    from fcs import tiny
+    import importlib
 
     path = cache_dir() / name
     if not (path / "model_index.json").exists():
         log.info("writing built-in random-weight model %r to %s", name, path)
-        getattr(tiny, BUILT[name])(path)
+        module, builder = BUILT[name].split(":")
+        getattr(importlib.import_module(module), builder)(path)
     return str(path)
 
 
@@ -121,8 +126,11 @@ def load_denoiser(
     dtype: str | torch.dtype | None = "auto",
     guidance_scale: float = 1.0,
 ) -> Denoiser:
-    """Load ``model`` (a hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` or a local
-    folder in diffusers layout) through ``DiffusionPipeline.from_pretrained`` with safetensors only.
+    """Load ``model`` (a hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5``, a local
+    folder in diffusers layout, or a built-in name, :data:`BUILTIN`) through
+    ``DiffusionPipeline.from_pretrained`` with safetensors only; the family (:data:`fcs.families.FAMILIES`)
+    follows from ``model_index.json``'s ``_class_name``. The oracles (analytic priors) load from
+    ``fcs/oracles`` (CPU, float32).
 
     Latent models (with a ``vae``) and pixel-space ``UNet2DModel`` checkpoints both work; every
     part is loaded in ``dtype`` ('auto': fp16 on CUDA, fp32 elsewhere).
@@ -139,7 +147,8 @@ def load_denoiser(
     log.info("loading %s on %s as %s", source, device, torch_dtype)
     try:
         index = DiffusionPipeline.load_config(source)
-        is_sd = "safety_checker" in index or str(index.get("_class_name", "")).startswith("StableDiffusion")
+        denoiser_class = family(str(index.get("_class_name", "")))
+        is_sd = "safety_checker" in index or index.get("_class_name") == "StableDiffusionPipeline"
         extra = {"safety_checker": None, "requires_safety_checker": False} if is_sd else {}
         pipe = DiffusionPipeline.from_pretrained(source, dtype=torch_dtype, use_safetensors=True, **extra)
     except OSError as exc:
@@ -147,13 +156,4 @@ def load_denoiser(
             f"cannot load model {str(model)!r}: {str(exc).splitlines()[0]} "
             f"(give a local diffusers folder, a reachable hub id, or a built-in name: {', '.join(BUILTIN)})"
         ) from exc
-    denoiser = UNetDenoiser(
-        unet=pipe.unet,
-        scheduler=pipe.scheduler,
-        vae=getattr(pipe, "vae", None),
-        text_encoder=getattr(pipe, "text_encoder", None),
-        tokenizer=getattr(pipe, "tokenizer", None),
-        guidance_scale=guidance_scale,
-        name=str(model),
-    )
-    return denoiser.to(device)
+    return denoiser_class.from_pipe(pipe, guidance_scale=guidance_scale, name=str(model)).to(device)

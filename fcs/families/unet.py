@@ -65,6 +65,13 @@ class UNetDenoiser(Denoiser):
         self._channels_last = False
         self._min_side: int | None = None
 
+    @classmethod
+    def from_pipe(cls, pipe: Any, guidance_scale: float = 1.0, name: str = "model") -> UNetDenoiser:
+        """The components of a loaded diffusers pipeline (shared, not copied)."""
+        return cls(unet=pipe.unet, scheduler=pipe.scheduler, vae=getattr(pipe, "vae", None),
+                   text_encoder=getattr(pipe, "text_encoder", None), tokenizer=getattr(pipe, "tokenizer", None),
+                   guidance_scale=guidance_scale, name=name)
+
     # -- properties -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
