@@ -103,16 +103,18 @@ def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
     return path
 
 
-def write_text_encoder(path: Path) -> int:
-    """Write a tiny random-weight ``CLIPTextModel`` (hidden size 32) and its byte-level tokenizer to
-    ``path/text_encoder`` and ``path/tokenizer``; returns the hidden size (the UNet's cross-attention
-    width). Weights come from the caller's RNG (seed it for reproducible files)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+def write_text_encoder(path: Path, encoder_dir: str = "text_encoder", tokenizer_dir: str = "tokenizer",
+                       hidden_size: int = 32, with_projection: bool = False, projection_dim: int = 32) -> int:
+    """Write a tiny random-weight ``CLIPTextModel`` (or ``CLIPTextModelWithProjection``, as SDXL's and
+    SD3's second encoder) and its byte-level tokenizer to ``path/encoder_dir`` and
+    ``path/tokenizer_dir``; returns the hidden size (the UNet's cross-attention width). Weights come
+    from the caller's RNG (seed it for reproducible files)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    vocab_size = _write_tokenizer(path / "tokenizer")
+    vocab_size = _write_tokenizer(path / tokenizer_dir)
     config = CLIPTextConfig(
         vocab_size=vocab_size,
-        hidden_size=32,
+        hidden_size=hidden_size,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,
@@ -120,9 +122,36 @@ def write_text_encoder(path: Path) -> int:
         bos_token_id=vocab_size - 2,
         eos_token_id=vocab_size - 1,
         pad_token_id=vocab_size - 1,
+        projection_dim=projection_dim,
     )
-    CLIPTextModel(config).save_pretrained(path / "text_encoder", safe_serialization=True)
+    model = CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
+    model.save_pretrained(path / encoder_dir, safe_serialization=True)
     return config.hidden_size
+
+
+def write_t5_encoder(path: Path, encoder_dir: str = "text_encoder_3", tokenizer_dir: str = "tokenizer_3",
+                     d_model: int = 32) -> int:
+    """Write a tiny random-weight ``T5EncoderModel`` and an offline character-level T5 tokenizer
+    (a Unigram ``tokenizers`` model: lowercase letters, digits, punctuation, EOS appended) to
+    ``path/encoder_dir`` and ``path/tokenizer_dir``; returns d_model (SD3's and FLUX's third/second
+    encoder). Weights come from the caller's RNG."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    tokens = ["<pad>", "</s>", "<unk>", *sorted(set(string.ascii_lowercase + string.digits + string.punctuation)),
+              "▁"]
+    tok = Tokenizer(models.Unigram([(t, 0.0) for t in tokens], unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.decoder = decoders.Metaspace()
+    T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                    extra_ids=0).save_pretrained(path / tokenizer_dir)
+    config = T5Config(vocab_size=len(tokens), d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    T5EncoderModel(config).save_pretrained(path / encoder_dir, safe_serialization=True)
+    return d_model
 
 
 def _tiny_pixel_unet(sample_size: int):
