@@ -196,14 +196,14 @@ class Phase:
         self.ema.requires_grad_(False)
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         self.path = work / f"{name}.pt"
-        self.step, self.elapsed, self.losses, self.evals = 0, 0.0, [], []
+        self.step, self.elapsed, self.losses, self.evals, self.meta = 0, 0.0, [], [], {}
         if self.path.exists():
             state = torch.load(self.path, weights_only=False)
             model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
             self.opt.load_state_dict(state["opt"])
             self.step, self.elapsed, self.losses = state["step"], state["elapsed"], state["losses"]
-            self.evals = state.get("evals", [])
+            self.evals, self.meta = state.get("evals", []), state.get("meta", {})
             log.info("%s: resumed at step %d (%.1f min done)", name, self.step, self.elapsed / 60)
 
     @property
@@ -213,7 +213,7 @@ class Phase:
     def save(self, extra: dict | None = None) -> None:
         state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                  "step": self.step, "elapsed": self.elapsed, "losses": self.losses, "evals": self.evals,
-                 **(extra or {})}
+                 "meta": self.meta, **(extra or {})}
         torch.save(state, self.path.with_suffix(".tmp"))
         self.path.with_suffix(".tmp").replace(self.path)
 
@@ -277,12 +277,18 @@ class Phase:
         log.info("%s eval at step %d: %s", self.name, self.step, json.dumps(result))
 
 
-def vae_loss(crops: Crops, batch: int, kl_weight: float):
+def vae_loss(crops: Crops, batch: int, kl_weight: float, colour_weight: float = 0.0):
+    """MSE + L1/2 + KL, plus ``colour_weight`` × the MSE of 8×8 means: a colour or tone cast over an
+    area (the first model's teal sky) costs (1 + colour_weight)× what the same error as detail costs."""
+
     def loss(vae) -> torch.Tensor:
         x = crops.sample(batch, VAE_CROP)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + kl_weight * posterior.kl().mean()
+        out = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + kl_weight * posterior.kl().mean()
+        if colour_weight:
+            out = out + colour_weight * F.mse_loss(F.avg_pool2d(recon, 8), F.avg_pool2d(x, 8))
+        return out
 
     return loss
 
@@ -356,6 +362,7 @@ def main() -> None:
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--unet-lr", type=float, default=5e-4)
     parser.add_argument("--kl-weight", type=float, default=1e-6)
+    parser.add_argument("--colour-weight", type=float, default=4.0, help="weight of the VAE's 8×8-mean MSE term")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--probe", action="store_true", help="time a few steps of each phase and exit")
@@ -379,7 +386,10 @@ def main() -> None:
     log.info("VAE: %.2f M parameters; photos: %s; drawings: %s", sum(p.numel() for p in vae.parameters()) / 1e6,
              photos.TRAIN, photos.GRAPHICS)
     vae_phase = Phase("vae", vae, args.work, args.vae_lr, args.vae_minutes, args.threads)
-    vae_phase.run(vae_loss(crops, args.vae_batch, args.kl_weight), evaluate=held_out_table)
+    if args.colour_weight:
+        # the step the term began at (the shipped model's run added it when resumed part-way)
+        vae_phase.meta.setdefault("colour_loss_from_step", vae_phase.step)
+    vae_phase.run(vae_loss(crops, args.vae_batch, args.kl_weight, args.colour_weight), evaluate=held_out_table)
     vae_ema = vae_phase.ema.eval()
     # the UNet learns photos only (no drawings), fewer of them colour-augmented
     crops = Crops(photos.TRAIN, args.seed + 2, augment=args.unet_augment)
@@ -401,7 +411,7 @@ def main() -> None:
 
 
 def _probe(vae, unet, crops, cond, args) -> None:
-    for name, model, fn in (("vae", vae, vae_loss(crops, args.vae_batch, args.kl_weight)),
+    for name, model, fn in (("vae", vae, vae_loss(crops, args.vae_batch, args.kl_weight, args.colour_weight)),
                             ("unet", unet, unet_loss(latent_bank(vae, crops, 64, args.work / "probe.pt"), 1.0, cond,
                                                      args.unet_batch, 0))):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
