@@ -46,6 +46,11 @@ VAE_CROP, UNET_CROP = 64, 128
 COLOUR_WEIGHT = 3.0  # colour photos are drawn this much more often than grey ones
 GRAPHICS_WEIGHT = 0.5  # drawings (VAE only), relative to a grey photo
 VAE_BLOCKS = (32, 64, 128)
+# 8 GroupNorm groups, not 16: the last norm before conv_out (32 channels) had 2 channels per group, and a
+# group of 2 normalised over the image keeps only a sign where a region is flat, so the colour of a sky
+# that fills most of the image came out as one of a few "palette" colours (the first model's teal sky;
+# flat grey 200 decoded as (203, 183, 204)); with 4 channels per group 2 degrees of freedom remain
+NORM_GROUPS = 8
 
 
 def build_vae():
@@ -54,7 +59,7 @@ def build_vae():
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=VAE_BLOCKS, layers_per_block=1, norm_num_groups=16, sample_size=UNET_CROP,
+        block_out_channels=VAE_BLOCKS, layers_per_block=1, norm_num_groups=NORM_GROUPS, sample_size=UNET_CROP,
     )
 
 
@@ -66,7 +71,7 @@ def build_unet(cross_attention_dim: int):
         block_out_channels=(32, 64, 128),
         down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=16,
+        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=NORM_GROUPS,
     )
 
 
