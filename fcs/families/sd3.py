@@ -135,16 +135,18 @@ class SD3Denoiser(Denoiser):
         s = float(t) / self.scheduler.config.num_train_timesteps
         return 1.0 - s, s
 
-    def schedule(self, steps: int, latent_size: tuple[int, int] | None = None) -> Schedule:
+    def schedule(self, steps: int, shape: Sequence[int] | None = None) -> Schedule:
         """The scheduler's ``steps`` flow times (its shift applied), noisiest first; the terminal
-        s = 0 is the loop's final x̂0. With ``use_dynamic_shifting`` μ follows the image size as in
-        the pipeline: ``latent_size`` (h, w), else that of the last :meth:`encode` (the constraint's
-        image, encoded just before sampling in every task), else the transformer's ``sample_size``."""
+        s = 0 is the loop's final x̂0. With ``use_dynamic_shifting`` μ follows the latent size as in
+        the pipeline: ``shape`` (…, h, w) of one sample, else the size of the last :meth:`encode`
+        (the constraint's image, encoded just before sampling in every task), else the
+        transformer's ``sample_size``. SD3 and SD3.5 ship a static shift of 3."""
         from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
 
         config, kwargs = self.scheduler.config, {}
         if config.get("use_dynamic_shifting"):
-            h, w = latent_size or self._latent_hw or (self.transformer.config.sample_size,) * 2
+            default = self._latent_hw or (self.transformer.config.sample_size,) * 2
+            h, w = tuple(shape[-2:]) if shape is not None else default
             kwargs["mu"] = calculate_shift(
                 (h // self.patch_size) * (w // self.patch_size),
                 config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),

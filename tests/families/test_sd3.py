@@ -81,7 +81,7 @@ def test_unconstrained_sampler_reproduces_the_diffusers_pipeline(sd3_dir, device
     with torch.no_grad():
         latents = pipe(**run, latents=noise.clone(), output_type="latent").images
         images = pipe(**run, latents=noise.clone(), output_type="pt").images
-    schedule = denoiser.schedule(steps, latent_size=(height // 8, width // 8))
+    schedule = denoiser.schedule(steps, shape=(16, height // 8, width // 8))
     if case == "dynamic shift":  # μ from the size: the schedule differs from the 64x64 default one
         assert schedule.sigmas != denoiser.schedule(steps).sigmas
         denoiser.encode(torch.zeros(1, 3, height, width, device=device))  # the size of the last encode
