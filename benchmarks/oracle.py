@@ -247,6 +247,29 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+COMPACT = ("newton paper", "newton fast", "newton S20 K1", "dps S20", "replacement S20", "ddim S20 (unconstrained)")
+
+
+def compact(summary: dict) -> str:
+    """The README's table: the sample-mean error ``err`` (NFE in brackets; ``rmse`` ×1000 in square
+    brackets where Σ_post = 0) per oracle and task for the main settings, and the exact samples' own
+    value (the floor)."""
+    head = "| oracle | task | exact | " + " | ".join(COMPACT) + " |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for oracle, tasks in summary.items():
+        for task, rows in tasks.items():
+            cells = [_compact_cell(rows.get(setting)) for setting in ("exact", *COMPACT)]
+            lines.append(f"| {oracle} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _compact_cell(m: dict | None) -> str:
+    if m is None:
+        return "n/a"
+    value = _cell(m["err"], 1) if m["err"] is not None else f"[{1000 * m['rmse']:.1f}]"
+    return f"{value} ({m['nfe']:.0f})" if m["nfe"] else value
+
+
 def figure(summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -281,11 +304,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=3, help="problems per oracle and task")
     parser.add_argument("--oracles", default=",".join([*SIDES, *MIXTURES]))
     parser.add_argument("--tasks", default=",".join(IMAGE_TASKS))
+    parser.add_argument("--report", action="store_true", help="only rebuild the tables and figure from the journal")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     RESULTS.mkdir(exist_ok=True)
     done = {(r["oracle"], r["task"], r["problem"], r["setting"]) for r in read_journal()}
     with JOURNAL.open("a") as journal:
+        if args.report:
+            args.problems = 0
         for p in range(args.problems):
             for name in args.oracles.split(","):
                 if name in MIXTURES:
@@ -295,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
                     run_image(name, task, p, done, journal)
     summary = summarise(read_journal())
     (RESULTS / "oracle.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (RESULTS / "oracle.md").write_text(markdown(summary) + "\n")
+    (RESULTS / "oracle.md").write_text(markdown(summary) + "\n\n## Compact (the README's table)\n\n" +
+                                       compact(summary) + "\n")
     figure(summary, RESULTS / "oracle.png")
     print(markdown(summary))
 
