@@ -85,7 +85,9 @@ class Denoiser:
         raise NotImplementedError
 
     def schedule(self, steps: int) -> Schedule:
-        """The default sampling schedule with ``steps`` outer steps, noisiest first."""
+        """The default sampling schedule with ``steps`` outer steps, noisiest first. A family whose
+        schedule depends on the sample size (FLUX's resolution-dependent shift) adds a keyword
+        ``shape`` = (C, h, w); the samplers pass it to a denoiser that takes it (``samplers.loop.schedule_for``)."""
         raise NotImplementedError
 
     def predict(self, x: Tensor, t, cond: Cond | None = None) -> tuple[Tensor, Tensor]:

@@ -10,6 +10,7 @@ Per outer step i (S steps of the denoiser's :class:`fcs.schedule.Schedule`):
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -91,6 +92,17 @@ def residual_of(constraint, x0: Tensor) -> Tensor:
         return constraint.residual(x0).detach().float().cpu()
 
 
+def schedule_for(denoiser, steps: int | Schedule, shape: Sequence[int]) -> Schedule:
+    """``steps`` as a Schedule: a Schedule as given, else the denoiser's own for S = ``steps``. A denoiser
+    whose schedule depends on the sample size (FLUX's resolution-dependent shift) takes the sample's
+    (C, h, w) as ``schedule(steps, shape=...)``; the others are called as ``schedule(steps)``."""
+    if isinstance(steps, Schedule):
+        return steps
+    if "shape" in inspect.signature(denoiser.schedule).parameters:
+        return denoiser.schedule(steps, shape=tuple(shape))
+    return denoiser.schedule(steps)
+
+
 def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
     if not enabled:
         return items
@@ -118,7 +130,7 @@ def sample(
     noise: x_t at step ``start`` (x_T for a whole run) with shape (B, C, h, w), standard normal
     scaled by the schedule. steps: S (the denoiser's own schedule) or a :class:`Schedule`.
     """
-    schedule = steps if isinstance(steps, Schedule) else denoiser.schedule(steps)
+    schedule = schedule_for(denoiser, steps, noise.shape[1:])
     stop = len(schedule) if stop is None else stop
     if not 0 <= start < stop <= len(schedule):
         raise ValueError(f"need 0 <= start < stop <= {len(schedule)} outer steps, got start={start}, stop={stop}")

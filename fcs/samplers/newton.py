@@ -24,7 +24,7 @@ from torch import Tensor
 
 from fcs.constraints.base import Constraint, per_item_max
 from fcs.denoiser import Cond
-from fcs.samplers.loop import STEPS, Method, SampleResult, State, sample
+from fcs.samplers.loop import STEPS, Method, SampleResult, State, sample, schedule_for
 from fcs.schedule import Schedule
 
 JACOBIANS = ("auto", "fd", "jvp")  # how J·e is computed; see newton()
@@ -133,7 +133,7 @@ def newton(
         jacobian = "fd" if denoiser.dtype == torch.float32 else "jvp"
     if not 0 <= inner_until <= 1:
         raise ValueError(f"inner_until must be in [0, 1], got {inner_until!r}")
-    schedule = steps if isinstance(steps, Schedule) else denoiser.schedule(steps)
+    schedule = schedule_for(denoiser, steps, noise.shape[1:])
     method = Newton(learning_rates(newton_steps, lr), h, jacobian, tol, rel_tol,
                     inner_step_count(inner_until, len(schedule)))
     return sample(denoiser, constraint, noise, cond, method, steps=schedule, eta=eta, gens=gens,
