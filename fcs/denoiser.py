@@ -84,10 +84,10 @@ class Denoiser:
         """(α_t, σ_t) of timestep ``t`` as Python floats."""
         raise NotImplementedError
 
-    def schedule(self, steps: int) -> Schedule:
-        """The default sampling schedule with ``steps`` outer steps, noisiest first. A family whose
-        schedule depends on the sample size (FLUX's resolution-dependent shift) adds a keyword
-        ``shape`` = (C, h, w); the samplers pass it to a denoiser that takes it (``samplers.loop.schedule_for``)."""
+    def schedule(self, steps: int, shape: Sequence[int] | None = None) -> Schedule:
+        """The default sampling schedule with ``steps`` outer steps, noisiest first, for samples of
+        ``shape`` = (C, h, w) (the samplers always pass it; FLUX's shift depends on the size, the other
+        families ignore it)."""
         raise NotImplementedError
 
     def predict(self, x: Tensor, t, cond: Cond | None = None) -> tuple[Tensor, Tensor]:
@@ -151,6 +151,11 @@ class Denoiser:
         return EMPTY
 
     # -- views -------------------------------------------------------------------------------
+    def accelerate(self, compile: bool = False, channels_last: bool = False, backend: str = "inductor") -> Denoiser:
+        """GPU speed switches (``torch.compile`` of the network, channels-last weights); a family that
+        has none ignores them (analytic denoisers)."""
+        return self
+
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Denoiser:
         return self
 

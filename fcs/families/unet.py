@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -151,7 +152,7 @@ class UNetDenoiser(Denoiser):
         """(α_t, σ_t) = (√ᾱ_t, √(1 − ᾱ_t)) from the fp64 schedule."""
         return vp_coefficients(self._alphas, t)
 
-    def schedule(self, steps: int) -> Schedule:
+    def schedule(self, steps: int, shape: Sequence[int] | None = None) -> Schedule:
         """The DDIM timesteps for ``steps`` outer steps (the scheduler's spacing), noisiest first."""
         self.scheduler.set_timesteps(steps)
         return Schedule.variance_preserving(self._alphas, [int(t) for t in self.scheduler.timesteps])

@@ -11,6 +11,8 @@ prior gives one DDIM path in every convention.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from fcs.denoiser import Cond, Denoiser
@@ -56,7 +58,7 @@ class OracleDenoiser(Denoiser):
             return 1 - float(t), float(t)
         return vp_coefficients(self._alphas, t)
 
-    def schedule(self, steps: int) -> Schedule:
+    def schedule(self, steps: int, shape: Sequence[int] | None = None) -> Schedule:
         self._scheduler.set_timesteps(steps)
         vp = Schedule.variance_preserving(self._alphas, [int(t) for t in self._scheduler.timesteps])
         if self.prediction_type != "flow":

@@ -10,7 +10,6 @@ Per outer step i (S steps of the denoiser's :class:`fcs.schedule.Schedule`):
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -93,14 +92,9 @@ def residual_of(constraint, x0: Tensor) -> Tensor:
 
 
 def schedule_for(denoiser, steps: int | Schedule, shape: Sequence[int]) -> Schedule:
-    """``steps`` as a Schedule: a Schedule as given, else the denoiser's own for S = ``steps``. A denoiser
-    whose schedule depends on the sample size (FLUX's resolution-dependent shift) takes the sample's
-    (C, h, w) as ``schedule(steps, shape=...)``; the others are called as ``schedule(steps)``."""
-    if isinstance(steps, Schedule):
-        return steps
-    if "shape" in inspect.signature(denoiser.schedule).parameters:
-        return denoiser.schedule(steps, shape=tuple(shape))
-    return denoiser.schedule(steps)
+    """``steps`` as a Schedule: a Schedule as given, else the denoiser's own for S = ``steps`` and samples
+    of ``shape`` (C, h, w) (FLUX's shift depends on the image size)."""
+    return steps if isinstance(steps, Schedule) else denoiser.schedule(steps, shape=tuple(shape))
 
 
 def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:

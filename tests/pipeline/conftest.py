@@ -60,7 +60,9 @@ def bucket(s3_endpoint: str, request) -> str:
     """A fresh bucket name on the moto server."""
     import s3fs
 
-    name = "fcs-" + request.node.name.replace("_", "-").lower()[:40]
+    import re
+
+    name = "fcs-" + re.sub(r"[^a-z0-9.-]+", "-", request.node.name.lower())[:40].strip("-")  # parametrised ids too
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
     if not fs.exists(name):
         fs.mkdir(name)
