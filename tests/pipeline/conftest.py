@@ -58,9 +58,9 @@ def s3_endpoint():
 @pytest.fixture
 def bucket(s3_endpoint: str, request) -> str:
     """A fresh bucket name on the moto server."""
-    import s3fs
-
     import re
+
+    import s3fs
 
     name = "fcs-" + re.sub(r"[^a-z0-9.-]+", "-", request.node.name.lower())[:40].strip("-")  # parametrised ids too
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
