@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import carry, embed, output, sources
+from pipeline import carry, embed, model_cache, output, sources
 from pipeline.config import JobConfig
 from pipeline.errors import retried_kinds
 from pipeline.storage import Storage
@@ -130,6 +130,7 @@ def run(cfg: JobConfig) -> dict:
                         output.read_output(out, new_files, ["status", "error", "sample_s", "nfe"]), inputs.ids,
                         time.time() - started, cfg.actors)
     summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
+                   family=model_cache.model_family(cfg.model, cfg.s3_endpoint),
                    gpus_per_actor=res.gpus if res else None, config=cfg.to_dict())
     summary["summary_uri"] = output.write_summary(out, summary)
     log.info("run %s done: %d ok, %d error, %d pending; summary in %s", run_id, summary["ok"], summary["error"],

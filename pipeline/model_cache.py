@@ -106,6 +106,31 @@ def cached_models(cache_dir: str | Path | None = None) -> list[dict]:
     return found
 
 
+def model_family(source: str, endpoint: str | None = None) -> str | None:
+    """The pipeline class ``model_index.json`` names for ``source`` (the model family, as the summary
+    and report show it), "oracle" for the analytic built-ins, None where it cannot be read without a
+    download (a hub id). Read errors give None: the job itself reports a model that does not load."""
+    from fcs.loading import ORACLES, resolve_model
+
+    kind = _kind(source)
+    try:
+        if source in ORACLES:
+            return "oracle"
+        if kind == "hub":
+            return None
+        if kind == "uri":
+            from pipeline.storage import Storage
+
+            storage = Storage.from_uri(source, endpoint)
+            text = storage.read_bytes(storage.path("model_index.json"))
+        else:
+            folder = resolve_model(source) if kind == "builtin" else source.removeprefix("file://")
+            text = (Path(folder) / "model_index.json").read_bytes()
+        return json.loads(text).get("_class_name")
+    except (OSError, ValueError):
+        return None
+
+
 def _kind(source: str) -> str:
     from fcs.loading import BUILTIN
 

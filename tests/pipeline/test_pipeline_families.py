@@ -52,6 +52,8 @@ def test_family_job_over_s3(name, family_dirs, ray_address, s3_endpoint, bucket,
                     sampler=FAST)
     summary = pipeline.run(cfg)
     assert (summary["ok"], summary["error"], summary["pending"], summary["duplicates"]) == (4, 0, 0, 0)
+    assert summary["family"] == {"tiny-sdxl": "StableDiffusionXLPipeline", "tiny-sd3": "StableDiffusion3Pipeline",
+                                 "tiny-flux": "FluxPipeline"}[name]
     table = read_rows(f"s3://{bucket}/out", columns=None, endpoint=s3_endpoint)
     assert_exactly_once(table, [r["id"] for r in rows])
     for row in table.to_pylist():
@@ -68,6 +70,15 @@ def _parquet(rows: list[dict]) -> bytes:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)
     return buf.getvalue()
+
+
+def test_model_family_names_every_kind_of_source(family_dirs, fcs_cache, monkeypatch):
+    from pipeline.model_cache import model_family
+
+    monkeypatch.setenv("FCS_CACHE", str(fcs_cache))
+    assert model_family(str(family_dirs["tiny-flux"])) == "FluxPipeline"
+    assert model_family("tiny") == "StableDiffusionPipeline" and model_family("oracle-gauss") == "oracle"
+    assert model_family("org/not-downloaded") is None and model_family("/no/such/folder") is None
 
 
 @pytest.mark.parametrize("task", sorted(SMALL))
