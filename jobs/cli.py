@@ -19,6 +19,7 @@ COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level comma
 
 def _inpaint_parser(sub) -> None:
     from fcs.config import METHODS, SamplerConfig
+    from fcs.loading import BUILTIN
     from fcs.presets import DEFAULT_PRESET, PRESETS
     from fcs.samplers import JACOBIANS
 
@@ -28,7 +29,8 @@ def _inpaint_parser(sub) -> None:
     p.add_argument("--mask", required=True, help="mask image, white = regenerate, black = keep")
     p.add_argument("--out", required=True, help="output PNG path")
     p.add_argument("--model", default="photo",
-                   help="hub id, local diffusers folder, or a built-in name: 'photo' (trained, 128²), 'tiny' (random)")
+                   help="hub id or local diffusers folder (SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1), or a built-in name: "
+                        f"'photo' (trained, 128²; the default), {', '.join(n for n in BUILTIN if n != 'photo')}")
     p.add_argument("--prompt", default="")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                    help="named sampler settings under the flags below (fast: fewer UNet calls)")
