@@ -277,8 +277,12 @@ def figure(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(o, t) for o, tasks in summary.items() for t in tasks]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
-    for ax, (oracle, task) in zip(axes[0], panels, strict=True):
+    cols = min(5, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (oracle, task) in zip(axes.flat, panels, strict=False):
         for setting, m in summary[oracle][task].items():
             value = m["err"] if m["err"] is not None else m["rmse"]
             if setting == "exact" or value is None:
@@ -290,10 +294,14 @@ def figure(summary: dict, path: Path) -> None:
             ax.axhline(exact["err"], color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks([20, 60, 220, 420], ["20", "60", "220", "420"], fontsize=7)
+        ax.minorticks_off()
         ax.set_title(f"{oracle}\n{task}", fontsize=8)
         ax.set_xlabel("NFE per item", fontsize=8)
-    axes[0][0].set_ylabel("sample-mean error (err; rmse where Σ = 0)", fontsize=8)
-    axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
+    for row in axes:
+        row[0].set_ylabel("err (rmse where Σ_post = 0)", fontsize=8)
+    fullest = max(axes.flat, key=lambda a: len(a.get_legend_handles_labels()[1]))
+    axes[0][-1].legend(*fullest.get_legend_handles_labels(), fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
