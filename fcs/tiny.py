@@ -27,7 +27,7 @@ SD15_SCHEDULER = dict(  # Stable Diffusion 1.5's noise schedule and DDIM step la
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def seeded(seed: int) -> Iterator[None]:
     """Seeded weights without touching the caller's global RNG state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -66,12 +66,12 @@ def build_tiny_sd(path: str | Path, prediction_type: str = "epsilon", seed: int 
 
     Latents have 4 channels at 1/8 of the image size, as in SD 1.x/2.x.
     """
-    with _seeded(seed):
+    with seeded(seed):
         return _write_tiny_sd(Path(path), prediction_type)
 
 
 def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
 
     unet = UNet2DConditionModel(
         sample_size=8,
@@ -83,17 +83,7 @@ def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
         attention_head_dim=8,
         norm_num_groups=32,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
+    vae = tiny_vae()
     write_text_encoder(path)
     scheduler = DDIMScheduler(prediction_type=prediction_type, **SD15_SCHEDULER)
     unet.save_pretrained(path / "unet", safe_serialization=True)
@@ -101,6 +91,25 @@ def _write_tiny_sd(path: Path, prediction_type: str) -> Path:
     scheduler.save_pretrained(path / "scheduler")
     _write_model_index(path, "StableDiffusionPipeline")
     return path
+
+
+def tiny_vae(latent_channels: int = 4, **config):
+    """A tiny random-weight ``AutoencoderKL`` with 8× downsampling (weights from the caller's RNG);
+    ``config`` adds a family's own fields (scaling and shift factors, quant convs, ...)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        sample_size=64,
+        **config,
+    )
 
 
 def write_text_encoder(path: Path, encoder_dir: str = "text_encoder", tokenizer_dir: str = "tokenizer",
@@ -179,7 +188,7 @@ def build_tiny_pixel(path: str | Path, sample_size: int = 16, seed: int = 0) -> 
     from diffusers import DDIMScheduler
 
     path = Path(path)
-    with _seeded(seed):
+    with seeded(seed):
         unet = _tiny_pixel_unet(sample_size)
     unet.save_pretrained(path / "unet", safe_serialization=True)
     DDIMScheduler(
@@ -210,7 +219,7 @@ def build_tiny_clip_vision(path: str | Path, seed: int = 0) -> Path:
     path = Path(path)
     config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=4,
                               image_size=32, patch_size=4)
-    with _seeded(seed):
+    with seeded(seed):
         model = CLIPVisionModel(config)
     model.save_pretrained(path, safe_serialization=True)
     return path

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fcs.tiny import _seeded, write_t5_encoder, write_text_encoder
+from fcs.tiny import seeded, tiny_vae, write_t5_encoder, write_text_encoder
 
 # FLUX.1's scheduler configs (black-forest-labs/FLUX.1-dev and -schnell, scheduler/scheduler_config.json)
 DEV_SCHEDULER = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
@@ -36,13 +36,13 @@ COMPONENTS = {
 def build_tiny_flux(path: str | Path, seed: int = 0, guidance: bool = True) -> Path:
     """Write a tiny random-weight FLUX.1 checkpoint to ``path`` and return it: dev-like (guidance
     embedding, dynamic shift) with ``guidance=True``, schnell-like (neither) with ``guidance=False``."""
-    with _seeded(seed):
+    with seeded(seed):
         return _write_tiny_flux(Path(path), guidance)
 
 
 def _write_tiny_flux(path: Path, guidance: bool) -> Path:
     import diffusers
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
     clip_width = write_text_encoder(path, "text_encoder", "tokenizer", hidden_size=32)
     t5_width = write_t5_encoder(path, "text_encoder_2", "tokenizer_2", d_model=32)
@@ -58,21 +58,8 @@ def _write_tiny_flux(path: Path, guidance: bool) -> Path:
         guidance_embeds=guidance,
         axes_dims_rope=(4, 6, 6),  # sums to attention_head_dim
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=VAE_SCALE,
-        shift_factor=VAE_SHIFT,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
+    vae = tiny_vae(16, scaling_factor=VAE_SCALE, shift_factor=VAE_SHIFT, use_quant_conv=False,
+                   use_post_quant_conv=False)
     scheduler = FlowMatchEulerDiscreteScheduler(**(DEV_SCHEDULER if guidance else SCHNELL_SCHEDULER))
     transformer.save_pretrained(path / "transformer", safe_serialization=True)
     vae.save_pretrained(path / "vae", safe_serialization=True)

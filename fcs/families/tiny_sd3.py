@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fcs.tiny import _seeded, write_t5_encoder, write_text_encoder
+from fcs.tiny import seeded, tiny_vae, write_t5_encoder, write_text_encoder
 
 SD3_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)  # SD3 / SD3.5's scheduler_config.json
 SD3_VAE_SCALING = dict(scaling_factor=1.5305, shift_factor=0.0609)  # SD3's 16-channel VAE normalisation
@@ -26,12 +26,12 @@ def build_tiny_sd3(path: str | Path, seed: int = 0, **scheduler: object) -> Path
 
     ``scheduler``: overrides of the scheduler config (e.g. ``use_dynamic_shifting=True``).
     """
-    with _seeded(seed):
+    with seeded(seed):
         return _write(Path(path), {**SD3_SCHEDULER, **scheduler})
 
 
 def _write(path: Path, scheduler_config: dict) -> Path:
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
 
     transformer = SD3Transformer2DModel(
         sample_size=8,  # 64-pixel images: the pipeline's default size
@@ -48,20 +48,7 @@ def _write(path: Path, scheduler_config: dict) -> Path:
         dual_attention_layers=(0,),  # SD3.5-medium's MMDiT-X block
         qk_norm="rms_norm",  # SD3.5
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=8,
-        sample_size=64,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        **SD3_VAE_SCALING,
-    )
+    vae = tiny_vae(16, use_quant_conv=False, use_post_quant_conv=False, **SD3_VAE_SCALING)
     write_text_encoder(path, "text_encoder", "tokenizer", hidden_size=CLIP_WIDTH, with_projection=True,
                        projection_dim=CLIP_WIDTH)
     write_text_encoder(path, "text_encoder_2", "tokenizer_2", hidden_size=CLIP_WIDTH, with_projection=True,

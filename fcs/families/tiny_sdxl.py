@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fcs.tiny import _seeded, write_text_encoder
+from fcs.tiny import seeded, tiny_vae, write_text_encoder
 
 SDXL_SCHEDULER = dict(  # stabilityai/stable-diffusion-xl-base-1.0's scheduler_config.json
     num_train_timesteps=1000,
@@ -38,12 +38,12 @@ def build_tiny_sdxl(path: str | Path, seed: int = 0) -> Path:
     Latents have 4 channels at 1/8 of the image size, as in SDXL; the UNet downsamples once more,
     so image sides are multiples of 16. A 64×64 forward takes a few milliseconds on one CPU core.
     """
-    with _seeded(seed):
+    with seeded(seed):
         return _write_tiny_sdxl(Path(path))
 
 
 def _write_tiny_sdxl(path: Path) -> Path:
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
     path.mkdir(parents=True, exist_ok=True)
     width_1 = write_text_encoder(path, "text_encoder", "tokenizer", hidden_size=HIDDEN)
@@ -66,19 +66,7 @@ def _write_tiny_sdxl(path: Path) -> Path:
         projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + PROJECTION_DIM,
         norm_num_groups=32,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=SDXL_VAE_SCALING,
-        force_upcast=True,
-    )
+    vae = tiny_vae(scaling_factor=SDXL_VAE_SCALING, force_upcast=True)
     unet.save_pretrained(path / "unet", safe_serialization=True)
     vae.save_pretrained(path / "vae", safe_serialization=True)
     EulerDiscreteScheduler(**SDXL_SCHEDULER).save_pretrained(path / "scheduler")
