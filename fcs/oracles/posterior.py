@@ -1,8 +1,10 @@
 """Exact posteriors p(x0 | y) of the oracle priors under linear constraints (y = A·x0 + noise).
 
-For the Gaussian priors: mean = μ + C·Aᵀ·u with (A·C·Aᵀ + σ_y²·I)·u = y − A·μ, solved by conjugate
-gradient in float64 whose matvecs are FFT filters; samples by Matheron's rule (a prior sample moved by
-the same solve); the covariance C − C·Aᵀ·(A·C·Aᵀ + σ_y²·I)⁻¹·A·C densely where the size allows.
+For the Gaussian priors: mean = μ + C·Aᵀ·u with (A·C·Aᵀ + σ_y²·I)·u = y − A·μ, in float64: dense
+(Cholesky, or a pseudo-inverse where the observation pins x0 down) up to :data:`DENSE_LIMIT` model-space
+dimensions, with the covariance C − C·Aᵀ·(A·C·Aᵀ + σ_y²·I)⁻¹·A·C; above it by conjugate gradient whose
+matvecs are FFT filters (mean and samples only). Samples by Matheron's rule (a prior sample moved by the
+same solve).
 For the mixture: a mixture again, with re-weighted components (coordinate observations only).
 """
 
