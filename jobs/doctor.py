@@ -6,7 +6,9 @@
 
 Reports versions (python, fcs, torch and its CUDA build, diffusers, ray, pyarrow, s3fs), the GPUs torch
 sees here (or says plainly that there is no GPU), the Ray cluster's nodes and resources with a
-probe of torch's GPUs on every node, whether each given URI is reachable, and the model cache.
+probe of torch's GPUs on every node, whether each given URI is reachable, the model cache, and the
+memory each model family needs (weights, text encoders, activations per item; traced on the meta device
+by :mod:`fcs.families.memory`) with the largest batch that fits each GPU found.
 Exit code 0 when every check passes, 1 when a URI is unreachable, a GPU node's torch sees no GPU,
 or ``--require-gpu`` finds none.
 """
@@ -34,8 +36,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--model-cache", help="model cache folder (default $FCS_MODEL_CACHE, else $FCS_CACHE/models)")
     p.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when no GPU is found")
+    p.add_argument("--families", default=None,
+                   help="model families for the memory section, comma-separated (default: all of "
+                        "fcs.families.memory.ARCHITECTURES)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory section (it takes a few seconds)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
+
+
+def memory_report(families: list[str] | None) -> dict:
+    """Weights and per-item activations of each family (:func:`fcs.families.memory.memory_report`)."""
+    from fcs.families.memory import memory_report as report
+
+    try:
+        return report(families)
+    except Exception as exc:  # noqa: BLE001 - an unknown diffusers layout must not hide the other checks
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
 
 
 def gpu_report() -> dict:
@@ -138,9 +154,11 @@ def collect(args: argparse.Namespace) -> dict:
             versions[name] = None
     from fcs.loading import builtin_models
 
+    families = args.families.split(",") if args.families else None
     return {"versions": versions, "builtin_models": builtin_models(), "machine": node_report(args.model_cache),
             "ray": ray_report(args.address, args.model_cache),
-            "storage": [storage_report(uri, args.s3_endpoint) for uri in args.uris]}
+            "storage": [storage_report(uri, args.s3_endpoint) for uri in args.uris],
+            "memory": None if args.no_memory else memory_report(families)}
 
 
 def problems(report: dict, require_gpu: bool) -> list[str]:
@@ -193,8 +211,52 @@ def format_report(report: dict, issues: list[str]) -> str:
                          f"GPU {node['resources'].get('GPU', 0):g}; torch: {seen}")
     for s in report["storage"]:
         lines.append(f"storage:   {'ok  ' if s['ok'] else 'FAIL'} {s['uri']}: {s['detail']}")
+    if report.get("memory") is not None:
+        lines += _memory_lines(report)
     lines += [f"PROBLEM:   {x}" for x in issues] or ["all checks passed"]
     return "\n".join(lines)
+
+
+def _gpus_seen(report: dict) -> list[dict]:
+    """Each distinct GPU model (name, memory) on this machine or any Ray node."""
+    seen: dict[tuple, dict] = {}
+    probes = [report["machine"], *(n["probe"] for n in report["ray"].get("nodes", []))]
+    for gpu in (g for p in probes for g in p.get("gpus") or []):
+        seen.setdefault((gpu["name"], gpu["memory_gb"]), gpu)
+    return list(seen.values())
+
+
+def _memory_lines(report: dict) -> list[str]:
+    from fcs.families.memory import largest_batches
+
+    mem = report["memory"]
+    if "error" in mem:
+        return [f"memory:    could not be traced here ({mem['error']})"]
+    gb = 1e9
+
+    def params(n: int) -> str:
+        return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+    lines = ["memory:    per family at its native size, GB = 10^9 bytes (traced on the meta device: "
+             "python -m fcs.families.memory; docs/scaling.md)"]
+    gpus = _gpus_seen(report)
+    for f in mem["families"]:
+        p, b, a = f["params"], f["bytes"], f["activations_per_item"]
+        text = sum(v for k, v in p.items() if k.startswith("text_encoder"))
+        lines.append(
+            f"           - {f['family']} ({f['side']}², {f['dtype']}): denoiser {params(p['denoiser'])} + VAE "
+            f"{params(p['vae'])} = {(b['denoiser'] + b['vae']) / gb:.2f} GB, text encoders {params(text)} = "
+            f"{b['text_encoders'] / gb:.2f} GB (free_text_encoders frees them); per item: forward "
+            f"{a['forward'] / gb:.2f}, exact JVP {a['jvp'] / gb:.2f}, VAE decode {a['decode'] / gb:.2f}, "
+            f"decoder backward {a['decoder_saved'] / gb:.2f}")
+        for gpu in gpus:
+            fit = largest_batches(f, gpu["memory_gb"])
+            lines.append(f"             on {gpu['name']} ({gpu['memory_gb']} GB): batch <= {fit['latent']} for "
+                         f"restore/outpaint/layers, <= {fit['decoder']} for superres (decoder)/style"
+                         if fit["latent"] else f"             on {gpu['name']} ({gpu['memory_gb']} GB): does not fit")
+    if not gpus:
+        lines.append("           (no GPU seen: the largest batch per GPU is printed where one is)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,11 @@ def test_fcs_doctor_says_no_gpu_here(tmp_path) -> None:
     gpu_line = next(line for line in done.stdout.splitlines() if line.startswith("GPU:"))
     assert "no GPU" in gpu_line and torch.__version__ in gpu_line, done.stdout
     assert "built-in photo (trained, shipped with fcs)" in done.stdout
-    for section in ("versions:", "models:", "cache:", "ray:", "storage:"):
+    for section in ("versions:", "models:", "cache:", "ray:", "storage:", "memory:"):
         assert section in done.stdout
+    # memory per family, counted and traced on the meta device (fcs.families.memory)
+    assert "- sd15 (512², fp16): denoiser 859.5 M + VAE 83.7 M = 1.89 GB" in done.stdout
+    assert "- flux-dev (1024², bf16): denoiser 11.90 B" in done.stdout and "free_text_encoders" in done.stdout
     assert f"torch {torch.__version__}" in done.stdout and "ray 2." in done.stdout
     assert "all checks passed" in done.stdout
 
@@ -39,7 +42,7 @@ def test_doctor_require_gpu_fails_without_one(capsys) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert main(["doctor", "--address", "none", "--require-gpu"]) == 1
+    assert main(["doctor", "--address", "none", "--no-memory", "--require-gpu"]) == 1
     assert "PROBLEM:   no GPU" in capsys.readouterr().out
 
 
@@ -57,7 +60,7 @@ def test_doctor_checks_storage_and_reports_the_model_cache(s3_endpoint, model_di
     stage_model("s3://doctor-bucket/models/tiny/", s3_endpoint)
 
     uris = ["s3://doctor-bucket/shards/", "s3://doctor-bucket/new-output/", "s3://no-such-bucket/x/"]
-    code = main(["doctor", "--address", "none", "--s3-endpoint", s3_endpoint, "--json", *uris])
+    code = main(["doctor", "--address", "none", "--no-memory", "--s3-endpoint", s3_endpoint, "--json", *uris])
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and len(report["problems"]) == 1 and "no-such-bucket" in report["problems"][0]
     assert [s["ok"] for s in report["storage"]] == [True, True, False]
@@ -66,3 +69,19 @@ def test_doctor_checks_storage_and_reports_the_model_cache(s3_endpoint, model_di
     assert report["machine"]["gpus"] == [] or report["machine"]["gpus"][0]["name"]
     photo = next(b for b in report["builtin_models"] if b["name"] == "photo")
     assert photo["present"] and photo["kind"].startswith("trained")
+
+
+def test_doctor_memory_gives_each_family_and_the_batch_that_fits_each_gpu(capsys) -> None:
+    from fcs.families.memory import largest_batches
+    from jobs.doctor import _memory_lines
+
+    assert main(["doctor", "--address", "none", "--families", "sd15,flux-dev", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sd15, flux = report["memory"]["families"]
+    assert sd15["params"]["denoiser"] == 859_520_964 and flux["params"]["text_encoder_2"] > 4.7e9
+    assert all(v > 0 for v in flux["activations_per_item"].values())
+    h100, l4 = largest_batches(flux, 79.2), largest_batches(flux, 22.0)
+    assert h100["latent"] >= h100["decoder"] >= 1 and l4 == {"latent": 0, "decoder": 0}  # 33.7 GB of weights
+    report["machine"]["gpus"] = [{"index": 0, "name": "NVIDIA L4", "memory_gb": 22.0, "capability": "8.9"}]
+    lines = "\n".join(_memory_lines(report))
+    assert "on NVIDIA L4 (22.0 GB): batch <= " in lines and "on NVIDIA L4 (22.0 GB): does not fit" in lines
