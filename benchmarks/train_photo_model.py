@@ -88,11 +88,13 @@ class Colour:
     - channel permutation (p 0.25);
     - hue rotation by a uniform angle in YIQ (p 0.5), saturation ×[0.35, 1.8] log-uniform (p 0.7);
     - white balance: per-channel gains ×[0.8, 1.25] log-uniform (p 0.5);
+    - a coloured shade (``shade``, default p 0.25): per-channel gains uniform in [0.25, 1], for dark
+      saturated colours, which photos hardly have (the first models turned a dark-blue sky teal);
     - contrast ×[0.65, 1.5] log-uniform about the mean, brightness ±0.15, gamma [0.67, 1.5] (each p 0.5).
     """
 
-    def __init__(self, gen: torch.Generator) -> None:
-        self.gen = gen
+    def __init__(self, gen: torch.Generator, shade: float = 0.0) -> None:
+        self.gen, self.shade = gen, shade
 
     def _u(self, lo: float = 0.0, hi: float = 1.0, shape: tuple = ()) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(shape, generator=self.gen)
@@ -120,6 +122,8 @@ class Colour:
         if self._p(0.5):
             m = torch.diag(self._log(0.8, 1.25, (3,))) @ m
         x = torch.einsum("ij,jhw->ihw", m, x)
+        if self.shade and self._p(self.shade):
+            x = x.clamp(0, 1) * self._u(0.25, 1.0, (3, 1, 1))
         if self._p(0.5):
             mean = x.mean()
             x = (x - mean) * self._log(0.65, 1.5) + mean
@@ -133,9 +137,11 @@ class Colour:
 
 class Crops:
     """Random square crops of the training photos at several scales, as (B, 3, s, s) in [-1, 1];
-    a fraction ``augment`` of them with :class:`Colour` augmentation."""
+    a fraction ``augment`` of them with :class:`Colour` augmentation, and a fraction ``fields`` replaced
+    by smooth colour fields (:meth:`field`: every colour of the RGB cube, as skies and walls)."""
 
-    def __init__(self, names: tuple[str, ...], seed: int, augment: float = 0.0, graphics: tuple[str, ...] = ()) -> None:
+    def __init__(self, names: tuple[str, ...], seed: int, augment: float = 0.0, graphics: tuple[str, ...] = (),
+                 fields: float = 0.0, shade: float = 0.0) -> None:
         self.names = names + graphics
         self.photos = [torch.from_numpy(photos.load_photo(n).copy()).permute(2, 0, 1).float() / 255 for n in self.names]
         self.grey = [bool((p[0] - p[1]).abs().mean() <= 1e-3 and (p[1] - p[2]).abs().mean() <= 1e-3)
@@ -143,14 +149,31 @@ class Crops:
         weights = torch.tensor([GRAPHICS_WEIGHT if n in graphics else 1.0 if g else COLOUR_WEIGHT
                                 for n, g in zip(self.names, self.grey, strict=True)])
         self.weights = weights / weights.sum()
-        self.augment = augment
+        self.augment, self.fields = augment, fields
         self.gen = torch.Generator().manual_seed(seed)
-        self.colour = Colour(self.gen)
+        self.colour = Colour(self.gen, shade)
+
+    def field(self, size: int) -> torch.Tensor:
+        """(1, 3, s, s) in [0, 1]: a linear gradient between two colours drawn uniformly from the RGB cube
+        (the second near the first half the time), in a random direction, plus faint smooth noise."""
+        c0 = torch.rand(3, 1, 1, generator=self.gen)
+        c1 = torch.rand(3, 1, 1, generator=self.gen)
+        if float(torch.rand((), generator=self.gen)) < 0.5:
+            c1 = (c0 + 0.15 * (c1 - 0.5)).clamp(0, 1)
+        a = float(torch.rand((), generator=self.gen)) * 2 * math.pi
+        t = torch.linspace(-0.5, 0.5, size)
+        ramp = (math.cos(a) * t[None, :] + math.sin(a) * t[:, None]) + 0.5
+        noise = F.interpolate(torch.randn(1, 3, 4, 4, generator=self.gen), size=(size, size), mode="bicubic",
+                              align_corners=False)
+        return (c0 + (c1 - c0) * ramp + 0.02 * noise[0]).clamp(0, 1)[None]
 
     def sample(self, batch: int, size: int) -> torch.Tensor:
         idx = torch.multinomial(self.weights, batch, replacement=True, generator=self.gen)
         out = []
         for i in idx.tolist():
+            if self.fields and float(torch.rand((), generator=self.gen)) < self.fields:
+                out.append(self.field(size) * 2 - 1)
+                continue
             img = self.photos[i]
             h, w = img.shape[1:]
             short = min(h, w)
@@ -364,6 +387,8 @@ def main() -> None:
     parser.add_argument("--bank", type=int, default=8192, help="training crops encoded once for the UNet")
     parser.add_argument("--vae-augment", type=float, default=0.8, help="fraction of VAE crops colour-augmented")
     parser.add_argument("--unet-augment", type=float, default=0.5, help="fraction of UNet crops colour-augmented")
+    parser.add_argument("--vae-fields", type=float, default=0.1, help="fraction of VAE crops that are colour fields")
+    parser.add_argument("--vae-shade", type=float, default=0.25, help="p of a coloured shade in VAE augmentation")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--unet-lr", type=float, default=5e-4)
     parser.add_argument("--kl-weight", type=float, default=1e-6)
@@ -376,7 +401,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
-    crops = Crops(photos.TRAIN, args.seed, augment=args.vae_augment, graphics=photos.GRAPHICS)
+    crops = Crops(photos.TRAIN, args.seed, augment=args.vae_augment, graphics=photos.GRAPHICS,
+                  fields=args.vae_fields, shade=args.vae_shade)
 
     text = args.work / "text"
     if not (text / "text_encoder").exists():
@@ -394,6 +420,9 @@ def main() -> None:
     if args.colour_weight:
         # the step the term began at (the shipped model's run added it when resumed part-way)
         vae_phase.meta.setdefault("colour_loss_from_step", vae_phase.step)
+    if args.vae_fields or args.vae_shade:
+        # likewise: fields and shades were added at a resume of the shipped model's run
+        vae_phase.meta.setdefault("fields_and_shade_from_step", vae_phase.step)
     vae_phase.run(vae_loss(crops, args.vae_batch, args.kl_weight, args.colour_weight), evaluate=held_out_table)
     vae_ema = vae_phase.ema.eval()
     # the UNet learns photos only (no drawings), fewer of them colour-augmented
