@@ -1,6 +1,6 @@
 """Train the built-in ``photo`` latent diffusion model (Stable Diffusion layout) on package photos.
 
-    python benchmarks/train_photo_model.py --vae-minutes 28 --unet-minutes 50
+    python benchmarks/train_photo_model.py --vae-minutes 60 --unet-minutes 50
 
 Three phases, each resumable from the checkpoints in ``--work`` (rerun the same command after a
 stop and it goes on where it was):
@@ -380,8 +380,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".train_photo")
-    parser.add_argument("--vae-minutes", type=float, default=40.0)
-    parser.add_argument("--unet-minutes", type=float, default=55.0)
+    parser.add_argument("--vae-minutes", type=float, default=60.0)
+    parser.add_argument("--unet-minutes", type=float, default=50.0)
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--unet-batch", type=int, default=16)
     parser.add_argument("--bank", type=int, default=8192, help="training crops encoded once for the UNet")
