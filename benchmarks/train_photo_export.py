@@ -138,6 +138,13 @@ def _card(out: Path, s: dict) -> None:
     rows = "\n".join(
         f"| {n} | **{r['psnr_db']:.2f} dB** | {_shift(r['shift'])} | {PREVIOUS[n][0]:.2f} dB | {_shift(PREVIOUS[n][1])} |"
         for n, r in s["held_out_round_trip"].items())
+    met = [n for n, r in s["held_out_round_trip"].items() if r["psnr_db"] >= 25 and max(map(abs, r["shift"])) <= 4]
+    short = [n for n in s["held_out_round_trip"] if n not in met]
+    worst = max(max(map(abs, r["shift"])) for r in s["held_out_round_trip"].values())
+    acceptance = (f"Issue 21 asks for at least 25 dB and every channel's mean shift within ±4: met by "
+                  f"{', '.join(met) or 'none'}; not by {', '.join(short) or 'none'}"
+                  + (" (4 latent channels at ×4 and about an hour of CPU training did not get there; the largest"
+                     f" mean shift of the four is {worst:.1f} levels)." if short else "."))
     evals = "\n".join(
         f"| {e['step']} | {e['minutes']:.0f} | {np.mean([r['psnr_db'] for r in e.values() if isinstance(r, dict)]):.2f} dB"
         f" | {min(r['psnr_db'] for r in e.values() if isinstance(r, dict)):.2f} dB"
@@ -197,6 +204,8 @@ most of a photo decoded as a palette colour):
 | photo | PSNR | mean shift (R, G, B) | first model | first model's shift |
 |---|---|---|---|---|
 {rows}
+
+{acceptance}
 
 The same table during VAE training (EMA weights; mean and min PSNR over the four, largest |shift|):
 

@@ -44,4 +44,4 @@ def test_outpaint_border_continues_the_photo():
         config = SamplerConfig(method=method, steps=10, newton_steps=2, composite=False)
         results = outpaint(photo, crops, 32, config=config)
         gaps[method] = np.mean([_edge_gap(c, r.image, 32) for c, r in zip(crops, results, strict=True)])
-    assert gaps["newton"] < 0.7 * gaps["ddim"], gaps  # measured 27.5 vs 55.5 (every crop lower)
+    assert gaps["newton"] < 0.7 * gaps["ddim"], gaps  # measured 29.6 vs 57.3 (every crop lower; issue-21 weights)
