@@ -58,7 +58,7 @@ def test_sampler_error_against_the_exact_posterior_is_the_recorded_one(case):
 
 
 def test_newton_is_closer_to_the_exact_posterior_than_ignoring_the_constraint():
-    errors = {case: EXPECTED[case][0] for case in CASES}
+    errors = {case: oracle_errors(case)[0] for case in ("newton-k1", "replacement", "ddim")}  # measured, not pinned
     assert errors["newton-k1"] < errors["ddim"] / 10 and errors["replacement"] < errors["ddim"] / 10
 
 
