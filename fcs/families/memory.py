@@ -112,6 +112,11 @@ class Architecture:
         return torch.float32 if self.vae.get("force_upcast") and self.dtype == torch.float16 else self.dtype
 
 
+SD3_TEXT = (("text_encoder", "CLIPTextModelWithProjection", CLIP_L),
+            ("text_encoder_2", "CLIPTextModelWithProjection", CLIP_G),
+            ("text_encoder_3", "T5EncoderModel", T5_XXL))  # SD3 and SD3.5 medium/large alike
+SD3_COND = {"encoder_hidden_states": (77 + 256, 4096), "pooled_projections": (2048,)}
+
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "StableDiffusionPipeline",
                  ("UNet2DConditionModel", SD15_UNET), SD_VAE, (("text_encoder", "CLIPTextModel", CLIP_L),),
@@ -126,18 +131,10 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
                  "tiny-sdxl"),
     Architecture("sd35-medium", "stabilityai/stable-diffusion-3.5-medium", "StableDiffusion3Pipeline",
                  ("SD3Transformer2DModel", SD35_MEDIUM), SD3_VAE,
-                 (("text_encoder", "CLIPTextModelWithProjection", CLIP_L),
-                  ("text_encoder_2", "CLIPTextModelWithProjection", CLIP_G),
-                  ("text_encoder_3", "T5EncoderModel", T5_XXL)),
-                 SD3_SCHEDULER, 1024, torch.bfloat16,
-                 {"encoder_hidden_states": (77 + 256, 4096), "pooled_projections": (2048,)}, "tiny-sd3"),
+                 SD3_TEXT, SD3_SCHEDULER, 1024, torch.bfloat16, SD3_COND, "tiny-sd3"),
     Architecture("sd35-large", "stabilityai/stable-diffusion-3.5-large", "StableDiffusion3Pipeline",
                  ("SD3Transformer2DModel", SD35_LARGE), SD3_VAE,
-                 (("text_encoder", "CLIPTextModelWithProjection", CLIP_L),
-                  ("text_encoder_2", "CLIPTextModelWithProjection", CLIP_G),
-                  ("text_encoder_3", "T5EncoderModel", T5_XXL)),
-                 SD3_SCHEDULER, 1024, torch.bfloat16,
-                 {"encoder_hidden_states": (77 + 256, 4096), "pooled_projections": (2048,)}, "tiny-sd3"),
+                 SD3_TEXT, SD3_SCHEDULER, 1024, torch.bfloat16, SD3_COND, "tiny-sd3"),
     Architecture("flux-dev", "black-forest-labs/FLUX.1-dev", "FluxPipeline", ("FluxTransformer2DModel", FLUX_DEV),
                  FLUX_VAE, (("text_encoder", "CLIPTextModel", CLIP_L), ("text_encoder_2", "T5EncoderModel", T5_XXL)),
                  FLUX_SCHEDULER, 1024, torch.bfloat16, {"prompt_embeds": (512, 4096), "pooled_prompt_embeds": (768,)},
