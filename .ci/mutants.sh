@@ -12,6 +12,7 @@ s = open(p).read()
 assert s.count(old) == 1, (p, old, s.count(old))
 open(p, "w").write(s.replace(old, new))
 PY
+  [ $? -eq 0 ] || { echo "$name: mutant does not apply (the code moved?)"; return; }
   out=$(.venv/bin/python -m pytest -q tests/test_pinned_numbers.py tests/oracles/test_oracle_errors.py -p no:cacheprovider 2>&1 | tail -1)
   cp /tmp/mut_backup "$file"
   echo "$name: $out"
@@ -19,9 +20,13 @@ PY
 run "reversed lr" fcs/samplers/newton.py "Newton(learning_rates(newton_steps, lr), h" "Newton(learning_rates(newton_steps, lr)[::-1], h"
 run "wrong alpha in ddim" fcs/schedule.py "x = alpha_next * x0 + max(sigma_next**2 - s**2, 0.0) ** 0.5 * eps" "x = alpha * x0 + max(sigma_next**2 - s**2, 0.0) ** 0.5 * eps"
 run "stale eps" fcs/samplers/newton.py "state.eps[idx], state.x0[idx] = denoiser.predict(" "_, state.x0[idx] = denoiser.predict("
-run "h ignored" fcs/samplers/newton.py "dt = h / per_item_max(e)" "dt = 0.005 / per_item_max(e)"
+run "h ignored" fcs/samplers/jacobian.py "dt = h / per_item_max(e)" "dt = 0.005 / per_item_max(e)"
 run "max over batch" fcs/constraints/base.py "return x.detach().abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))" "return x.detach().abs().flatten(1).amax(1).amax().clamp_min(1e-12).expand(x.shape[0]).reshape(-1, *([1] * (x.dim() - 1)))"
 run "max over batch (newton only)" fcs/samplers/newton.py "state.x[idx] += rate * scale * d / per_item_max(d)" "state.x[idx] += rate * scale * d / d.abs().max()"
 run "replacement pastes unnoised" fcs/samplers/replacement.py "noised = alpha * constraint.target + sigma" "noised = constraint.target + sigma"
 run "dps gradient ascent" fcs/samplers/dps.py "state.x = state.x - self.step_size * self.grad" "state.x = state.x + self.step_size * self.grad"
+run "cg step without line search" fcs/samplers/moment.py "step = torch.where(running, r2 / curvature.clamp_min(1e-30), torch.zeros_like(r2))" "step = torch.where(running, torch.ones_like(r2), torch.zeros_like(r2))"
+run "cg without conjugation" fcs/samplers/moment.py "p, jp = g + beta * p, jg + beta * jp" "p, jp = g, jg"
+run "cg keeps the stale eps" fcs/samplers/moment.py "state.eps = (state.x - alpha * x0) / sigma" "pass"
+run "cg probes J at the corrected x0" fcs/samplers/moment.py "jg[idx] = jacobian_direction(denoiser, state.x[idx], state.x0[idx], g[idx]" "jg[idx] = jacobian_direction(denoiser, state.x[idx], x0[idx], g[idx]"
 git status --short fcs

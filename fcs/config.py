@@ -7,7 +7,7 @@ from typing import Any
 
 from fcs.samplers import JACOBIANS, SAMPLERS
 from fcs.samplers.loop import STEPS
-from fcs.samplers.newton import FD_STEP, NEWTON_STEPS, inner_step_count
+from fcs.samplers.newton import FD_STEP, INNER_SOLVERS, NEWTON_STEPS, inner_step_count
 
 METHODS = tuple(SAMPLERS)  # newton, dps, replacement, ddim
 
@@ -34,6 +34,8 @@ class SamplerConfig:
         tol: per-item early stop of the inner loop once the residual is <= tol (None = off).
         rel_tol: the same relative to the item's residual at the first step (None = off).
         inner_until: fraction of the outer steps (the first ones) that run inner iterations.
+        inner: the inner solver: "paper" (fixed steps lr[k] of x_t, 2 forwards each) or "cg"
+            (conjugate-gradient steps of x̂0 towards E[x0 | x_t, y], 1 forward each; lr unused).
         eta: DDIM noise (0 = deterministic given the seed). dps_step_size: ζ for DPS.
         guidance_scale: classifier-free guidance (1 = off, one UNet pass per forward).
         composite: paste the original kept pixels back; feather: width (pixels) of the seam offset
@@ -49,6 +51,7 @@ class SamplerConfig:
     tol: float | None = None
     rel_tol: float | None = None
     inner_until: float = 1.0
+    inner: str = "paper"
     eta: float = 0.0
     dps_step_size: float = 1.0
     guidance_scale: float = 1.0
@@ -76,6 +79,8 @@ class SamplerConfig:
             _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
         if not 0 < self.h < 1:
             _fail("h", self.h, "a float in (0, 1)")
+        if self.inner not in INNER_SOLVERS:
+            _fail("inner", self.inner, f"one of {', '.join(map(repr, INNER_SOLVERS))}")
         if self.jacobian not in JACOBIANS:
             _fail("jacobian", self.jacobian, f"one of {', '.join(map(repr, JACOBIANS))}")
         for name in ("tol", "rel_tol"):
@@ -105,14 +110,16 @@ class SamplerConfig:
         """Keyword options for the chosen sampler function."""
         if self.method == "newton":
             return dict(newton_steps=self.newton_steps, lr=self.lr, h=self.h, jacobian=self.jacobian, tol=self.tol,
-                        rel_tol=self.rel_tol, inner_until=self.inner_until)
+                        rel_tol=self.rel_tol, inner_until=self.inner_until, inner=self.inner)
         if self.method == "dps":
             return dict(step_size=self.dps_step_size)
         return {}
 
     @property
     def nfe_per_item(self) -> int:
-        """UNet forwards per item without early stop: S + 2K·ceil(inner_until·S) for Newton, S otherwise."""
+        """UNet forwards per item without early stop: S + c·K·ceil(inner_until·S) for Newton (c = 2 for the
+        paper's inner steps, 1 for cg), S otherwise."""
         if self.method != "newton":
             return self.steps
-        return self.steps + 2 * self.newton_steps * inner_step_count(self.inner_until, self.steps)
+        per_step = 1 if self.inner == "cg" else 2
+        return self.steps + per_step * self.newton_steps * inner_step_count(self.inner_until, self.steps)

@@ -26,12 +26,18 @@ CASES = {
     "newton-lr": ("sd", "newton", dict(steps=2, newton_steps=2, lr=(0.6, 0.05), jacobian="fd")),
     "newton-jvp": ("sd", "newton", dict(steps=2, newton_steps=2, jacobian="jvp")),
     "newton-pixel": ("pixel", "newton", dict(steps=3, newton_steps=2)),
+    "cg": ("sd", "newton", dict(steps=3, newton_steps=2, inner="cg", h=0.05)),
+    "cg-pixel": ("pixel", "newton", dict(steps=3, newton_steps=3, inner="cg")),
     "ddim": ("sd", "ddim", dict(steps=4)),
     "ddim-eta": ("pixel", "ddim", dict(steps=3, eta=0.5)),
     "dps": ("sd", "dps", dict(steps=3, step_size=2.0)),
     "replacement": ("sd", "replacement", dict(steps=3)),
 }
 EXPECTED = {
+    'cg': [0.018296, -3.332275, -0.208716, 0.053469, -0.011418, -4.424683, -0.07887,
+           -0.04212, 0.005267, -0.020758, -8.035414, -0.2295, 1e-06, 1e-06],
+    'cg-pixel': [-0.065829, 0.043802, -0.03736, -0.741084, -0.733659, -0.689943, 0.025913,
+                 0.041688, 0.020245, -8.932872, 3.557062, 7.29046, 5.1e-05, 0.000117],
     'ddim': [-0.983338, -5.539487, 0.372734, -4.089663, 0.010699, -5.465524, 1.060534,
              1.892998, 7.555119, 4.380881, -10.026891, -1.392321, 4.51193, 4.731882],
     'ddim-eta': [-2.576237, 3.841152, -18.745893, -1.953252, 3.54451, -2.438464, -2.925658,
@@ -83,6 +89,7 @@ if __name__ == "__main__":  # re-record: print EXPECTED for the current code
 
     spec = importlib.util.spec_from_file_location("fcs_test_conftest", Path(__file__).with_name("conftest.py"))
     helpers = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = helpers  # its dataclasses look their module up there
     spec.loader.exec_module(helpers)
 
     def problem(batch, height, width, seed=0):

@@ -91,6 +91,15 @@ def residual_of(constraint, x0: Tensor) -> Tensor:
         return constraint.residual(x0).detach().float().cpu()
 
 
+def residual_threshold(tol: float | None, rel_tol: float | None, first: Tensor) -> Tensor | None:
+    """Per-item residual below which an inner solver stops: the larger of the absolute ``tol`` and
+    ``rel_tol`` times the item's residual at the first step (``first``); None when neither is set."""
+    limits = [torch.full_like(first, tol)] if tol is not None else []
+    if rel_tol is not None:
+        limits.append(rel_tol * first)
+    return torch.stack(limits).amax(0) if limits else None
+
+
 def schedule_for(denoiser, steps: int | Schedule, shape: Sequence[int]) -> Schedule:
     """``steps`` as a Schedule: a Schedule as given, else the denoiser's own for S = ``steps`` and samples
     of ``shape`` (C, h, w) (FLUX's shift depends on the image size)."""

@@ -24,11 +24,15 @@ from torch import Tensor
 
 from fcs.constraints.base import Constraint, per_item_max
 from fcs.denoiser import Cond
-from fcs.samplers.loop import STEPS, Method, SampleResult, State, sample, schedule_for
+from fcs.samplers.jacobian import JACOBIANS, jacobian_direction
+from fcs.samplers.loop import STEPS, Method, SampleResult, State, residual_threshold, sample, schedule_for
+from fcs.samplers.moment import MomentMatching
 from fcs.schedule import Schedule
 
-JACOBIANS = ("auto", "fd", "jvp")  # how J·e is computed; see newton()
 NEWTON_STEPS, FD_STEP = 5, 0.005  # the paper's K and h
+# how the K inner steps correct: "paper" moves x_t by lr[k]·J·e/‖J·e‖∞ (2 forwards each), "cg" moves x̂0
+# to E[x0 | x_t, y] by conjugate gradients (1 forward each; fcs.samplers.moment)
+INNER_SOLVERS = ("paper", "cg")
 
 
 def learning_rates(newton_steps: int, lr: float | Sequence[float] | None) -> list[float]:
@@ -45,18 +49,6 @@ def learning_rates(newton_steps: int, lr: float | Sequence[float] | None) -> lis
     return lrs
 
 
-def jacobian_direction(denoiser, x: Tensor, x0: Tensor, e: Tensor, t, cond, h: float, jacobian: str) -> Tensor:
-    """d = J·e, where J = ∂x̂0/∂x_t, by finite difference (one extra forward) or exact JVP.
-
-    The finite difference is taken in fp32 with a per-item step dt = h / max|e| (h in units of x_t).
-    """
-    if jacobian == "jvp":
-        return denoiser.jvp(x, e, t, cond)
-    dt = h / per_item_max(e)
-    _, x0_shifted = denoiser.predict(x + dt * e, t, cond)
-    return (x0_shifted - x0) / dt
-
-
 class Newton(Method):
     """K inner corrections of x_t per outer step (the paper's Algorithm 1 inner loop)."""
 
@@ -70,7 +62,7 @@ class Newton(Method):
     def correct(self, denoiser, constraint, state: State) -> None:
         if state.i >= self.inner_steps:
             return
-        threshold = _threshold(self.tol, self.rel_tol, state.trace[0])
+        threshold = residual_threshold(self.tol, self.rel_tol, state.trace[0])
         scale = state.schedule.scale(state.i)
         for rate in self.lrs:
             e, r = constraint.error(state.x0)
@@ -104,6 +96,7 @@ def newton(
     tol: float | None = None,
     rel_tol: float | None = None,
     inner_until: float = 1.0,
+    inner: str = "paper",
     start: int = 0,
     stop: int | None = None,
 ) -> SampleResult:
@@ -121,6 +114,8 @@ def newton(
         tol: per-item early stop: an item skips the inner iterations while its residual <= tol.
         rel_tol: the same relative to the item's own residual at the first outer step of this call
             (``start``), a tolerance that means the same for every model and constraint scale.
+        inner: the inner solver, "paper" (the paper's fixed steps of x_t; lr applies) or "cg" (K
+            conjugate-gradient steps of x̂0 towards E[x0 | x_t, y], see fcs.samplers.moment; lr unused).
         inner_until: run the inner iterations only in the first ``ceil(inner_until · S)`` outer steps
             (x̂0 barely moves in the last steps, where corrections buy little).
         start, stop: run only outer steps [start, stop); ``noise`` is then x_t at step ``start`` and,
@@ -133,9 +128,14 @@ def newton(
         jacobian = "fd" if denoiser.dtype == torch.float32 else "jvp"
     if not 0 <= inner_until <= 1:
         raise ValueError(f"inner_until must be in [0, 1], got {inner_until!r}")
+    if inner not in INNER_SOLVERS:
+        raise ValueError(f"inner must be one of {INNER_SOLVERS}, got {inner!r}")
     schedule = schedule_for(denoiser, steps, noise.shape[1:])
-    method = Newton(learning_rates(newton_steps, lr), h, jacobian, tol, rel_tol,
-                    inner_step_count(inner_until, len(schedule)))
+    inner_steps = inner_step_count(inner_until, len(schedule))
+    if inner == "cg":
+        method = MomentMatching(newton_steps, h, jacobian, tol, rel_tol, inner_steps)
+    else:
+        method = Newton(learning_rates(newton_steps, lr), h, jacobian, tol, rel_tol, inner_steps)
     return sample(denoiser, constraint, noise, cond, method, steps=schedule, eta=eta, gens=gens,
                   show_progress=show_progress, start=start, stop=stop)
 
@@ -143,11 +143,3 @@ def newton(
 def inner_step_count(inner_until: float, steps: int) -> int:
     """How many of the first outer steps run inner iterations (robust to float round-off: 0.07 · 100 = 7)."""
     return math.ceil(inner_until * steps - 1e-9)
-
-
-def _threshold(tol: float | None, rel_tol: float | None, first: Tensor) -> Tensor | None:
-    """Per-item residual below which the inner loop stops: the larger of the absolute and relative one."""
-    limits = [torch.full_like(first, tol)] if tol is not None else []
-    if rel_tol is not None:
-        limits.append(rel_tol * first)
-    return torch.stack(limits).amax(0) if limits else None

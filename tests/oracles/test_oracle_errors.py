@@ -26,10 +26,13 @@ CASES = {
     "dps": ("dps", {"step_size": 1.0}),
     "newton-k1": ("newton", {"newton_steps": 1}),
     "newton-k3": ("newton", {"newton_steps": 3}),
+    "cg-k1": ("newton", {"newton_steps": 1, "inner": "cg"}),
+    "cg-k3": ("newton", {"newton_steps": 3, "inner": "cg"}),
 }
 EXPECTED = {  # (normalised error, variance log ratio)
     "ddim": (1584.4723, 1.7774), "dps": (1286.5213, 1.6974), "newton-k1": (10.3073, -0.2859),
-    "newton-k3": (4.0174, -0.7693), "replacement": (23.7769, 0.6975),
+    "newton-k3": (4.0174, -0.7693), "replacement": (23.7769, 0.6975), "cg-k1": (3.58, -0.1921),
+    "cg-k3": (5.2135, -0.4303),
 }
 
 
