@@ -29,4 +29,5 @@ run "cg step without line search" fcs/samplers/moment.py "step = torch.where(run
 run "cg without conjugation" fcs/samplers/moment.py "p, jp = g + beta * p, jg + beta * jp" "p, jp = g, jg"
 run "cg keeps the stale eps" fcs/samplers/moment.py "state.eps = (state.x - alpha * x0) / sigma" "pass"
 run "cg probes J at the corrected x0" fcs/samplers/moment.py "jg[idx] = jacobian_direction(denoiser, state.x[idx], state.x0[idx], g[idx]" "jg[idx] = jacobian_direction(denoiser, state.x[idx], x0[idx], g[idx]"
+run "cg without backtracking" fcs/samplers/moment.py "    for _ in range(times):" "    for _ in range(0):"
 git status --short fcs

@@ -8,8 +8,9 @@ linear decoder), ``oracle-gmm`` in 8 and 80 dimensions. Tasks: box and strokes (
 inpainting), scattered pixels (70 % missing; through the decoder on the latent oracle) and ×2
 super-resolution (through the decoder); the mixture observes its first coordinate (a multimodal
 posterior). Settings: Newton as the paper sets it (``paper``), the ``fast`` preset, a K sweep at S = 20,
-DPS at S = 20 and at the paper's NFE, replacement, unconstrained DDIM, and exact posterior samples
-(the noise floor of each metric). Per problem, N = 64 samples; metrics:
+the conjugate-gradient inner solver (``cg S K``, ``inner="cg"``; the ``cg`` preset is S16 K2 for masks
+and S20 K4 through the decoder), DPS at S = 20 and at the paper's NFE, replacement, unconstrained DDIM,
+and exact posterior samples (the noise floor of each metric). Per problem, N = 64 samples; metrics:
 
 - ``err``: N·‖m̂ − m‖² / tr Σ_post, the sample mean's error against the exact posterior mean in units
   of its own sampling noise (≈ 1 for an exact sampler; "—" where Σ_post is 0, i.e. the observation
@@ -65,12 +66,15 @@ def settings(task: str) -> dict[str, tuple[str, dict]]:
     defaults = asdict(SamplerConfig())
 
     def differs(config: SamplerConfig) -> dict:
-        return {k: v for k, v in asdict(config).items() if v != defaults[k] and k in ("steps", "newton_steps", "lr")}
+        return {k: v for k, v in asdict(config).items()
+                if v != defaults[k] and k in ("steps", "newton_steps", "lr", "inner")}
 
     lr = {"lr": 0.1} if sr else {}
     out = {"newton paper": ("newton", differs(with_preset(base, "paper"))),
            "newton fast": ("newton", differs(with_preset(base, "fast")))}
     out |= {f"newton S20 K{k}": ("newton", {"newton_steps": k, **lr}) for k in (1, 2, 3)}
+    out |= {f"cg S{s} K{k}": ("newton", {"steps": s, "newton_steps": k, "inner": "cg"})
+            for s, k in ((20, 1), (16, 2), (10, 4), (20, 3), (20, 4))}
     out |= {"dps S20": ("dps", {}), f"dps S{PAPER_NFE.get(task, 220)}": ("dps", {"steps": PAPER_NFE.get(task, 220)})}
     out["replacement S20"] = ("replacement", {})  # latent-mask tasks only (skipped where there is no mask)
     out["ddim S20 (unconstrained)"] = ("ddim", {})
@@ -247,7 +251,8 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-COMPACT = ("newton paper", "newton fast", "newton S20 K1", "dps S20", "replacement S20", "ddim S20 (unconstrained)")
+COMPACT = ("newton paper", "newton fast", "cg S16 K2", "cg S20 K4", "dps S20", "replacement S20",
+           "ddim S20 (unconstrained)")
 
 
 def compact(summary: dict) -> str:
@@ -287,7 +292,7 @@ def figure(summary: dict, path: Path) -> None:
             value = m["err"] if m["err"] is not None else m["rmse"]
             if setting == "exact" or value is None:
                 continue
-            marker = {"newton": "o", "dps": "s", "replacement": "^", "ddim": "x"}[setting.split()[0]]
+            marker = {"newton": "o", "cg": "D", "dps": "s", "replacement": "^", "ddim": "x"}[setting.split()[0]]
             ax.scatter(m["nfe"], value, marker=marker, label=setting)
         exact = summary[oracle][task].get("exact", {})
         if exact.get("err") is not None:

@@ -19,8 +19,8 @@ from fcs.denoiser import Denoiser
 from fcs.families import family
 from fcs.images import Source, to_mask_array, to_rgb_array
 from fcs.inpaint import inpaint
-from fcs.loading import load_denoiser
-from fcs.presets import DEFAULT_PRESET, with_preset
+from fcs.loading import load_denoiser, model_folder
+from fcs.presets import choose_preset, with_preset
 
 
 @dataclass
@@ -72,7 +72,8 @@ class FastConstrainedInpaintPipeline:
         """Inpaint one image or a list. Masks: white = regenerate, black = keep.
 
         Settings: ``config`` (a full SamplerConfig) or ``preset`` (:data:`fcs.presets.PRESETS`, e.g.
-        "fast"), not both; the explicit arguments override either.
+        "cg"), not both; the explicit arguments override either. Neither: the model folder's
+        recommended preset (``sampler.json``), else paper.
         """
         if config is not None and preset is not None:
             raise ValueError("give config or preset, not both (a config already holds every setting)")
@@ -83,7 +84,9 @@ class FastConstrainedInpaintPipeline:
         seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
         overrides = {"steps": num_inference_steps, "newton_steps": newton_steps, "guidance_scale": guidance_scale}
         given = {k: v for k, v in overrides.items() if v is not None}
-        config = with_preset(config or SamplerConfig(), preset or DEFAULT_PRESET, **given)
+        if config is None:
+            config = with_preset(SamplerConfig(), choose_preset(preset, model_folder(self.denoiser.name)))
+        config = SamplerConfig.from_dict({**config.to_dict(), **given})
         results = inpaint(
             self.denoiser, [to_rgb_array(x) for x in images], [to_mask_array(m) for m in masks],
             prompts, seeds, config, show_progress,

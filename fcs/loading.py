@@ -120,6 +120,17 @@ def resolve_clip(model: str) -> str:
     return str(path)
 
 
+def model_folder(model: str | Path) -> Path | None:
+    """The local folder of ``model`` without writing anything: a shipped model's or an existing local
+    path's; None for hub ids, oracles and the random-weight built-ins (written on first use)."""
+    name = str(model)
+    if name in SHIPPED:
+        return SHIPPED[name]
+    if name in ORACLES or name in BUILT:
+        return None
+    return Path(name) if Path(name).is_dir() else None
+
+
 def load_denoiser(
     model: str | Path,
     device: str | None = "auto",

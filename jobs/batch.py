@@ -59,7 +59,8 @@ def parser(task: Task) -> argparse.ArgumentParser:
                    help=f"YAML job file (see jobs/configs/{task.name}.yaml); flags override it")
     p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--preset", choices=list(PRESETS),
-                   help=f"named sampler settings laid under the flags below (default {DEFAULT_PRESET}; "
+                   help="named sampler settings laid under the flags below (default: the model's own "
+                        f"recommendation, else {DEFAULT_PRESET}; "
                         "fast: fewer UNet calls, see README 'Quality vs cost')")
     p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {task.sampler.steps})")
     p.add_argument("--newton-steps", type=int,
@@ -212,6 +213,7 @@ def _previews(cfg) -> None:
     scores = hole_psnr(Path(cfg.input), restored, cfg)
     if scores:
         print(f"hole PSNR, mean of {scores['items']} item(s) (the demo photos are whole, so the truth is known): "
-              f"{cfg.sampler.method} {scores[cfg.sampler.method]:.2f} dB | replacement baseline "
+              f"{cfg.sampler.method} (preset {cfg.preset}, {cfg.sampler.nfe_per_item} UNet calls) "
+              f"{scores[cfg.sampler.method]:.2f} dB | replacement baseline "
               f"{scores['replacement']:.2f} dB (same model, seeds and steps, run here)")
     print(f"a rerun resumes and skips restored ids: delete {Path(cfg.output).parent} to start over")

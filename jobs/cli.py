@@ -32,8 +32,9 @@ def _inpaint_parser(sub) -> None:
                    help="hub id or local diffusers folder (SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1), or a built-in name: "
                         f"'photo' (trained, 128²; the default), {', '.join(n for n in BUILTIN if n != 'photo')}")
     p.add_argument("--prompt", default="")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                   help="named sampler settings under the flags below (fast: fewer UNet calls)")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="named sampler settings under the flags below (default: the model's own recommendation, "
+                        f"else {DEFAULT_PRESET}; cg and fast: fewer UNet calls)")
     p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {defaults.steps})")
     p.add_argument("--newton-steps", type=int, help=f"K inner Newton steps per step (default {defaults.newton_steps})")
     p.add_argument("--method", choices=METHODS, help=f"sampler (default {defaults.method})")
@@ -48,11 +49,13 @@ def _inpaint_parser(sub) -> None:
 
 def _run_inpaint(args: argparse.Namespace) -> int:
     from fcs import FastConstrainedInpaintPipeline, SamplerConfig
-    from fcs.presets import with_preset
+    from fcs.loading import model_folder
+    from fcs.presets import choose_preset, with_preset
 
     given = {name: getattr(args, name) for name in ("method", "steps", "newton_steps", "jacobian", "guidance_scale")
              if getattr(args, name) is not None}
-    config = with_preset(SamplerConfig(), args.preset, composite=not args.no_composite, **given)
+    preset = choose_preset(args.preset, model_folder(args.model))
+    config = with_preset(SamplerConfig(), preset, composite=not args.no_composite, **given)
     pipe = FastConstrainedInpaintPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     out = pipe(
         image=Path(args.image), mask_image=Path(args.mask), prompt=args.prompt, seed=args.seed,

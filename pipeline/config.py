@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from fcs.config import SamplerConfig
-from fcs.loading import DTYPES
-from fcs.presets import DEFAULT_PRESET, check_preset
+from fcs.loading import DTYPES, model_folder
+from fcs.presets import choose_preset
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
 from pipeline.sources import INPUT_FORMATS
@@ -64,8 +64,9 @@ class JobConfig:
             fixing the inputs); see :mod:`pipeline.errors`.
         read_attempts: tries per object read from object storage (waits doubling from 0.25 s)
             before the item is a ``read:`` error row.
-        preset: a named set of sampler settings (:data:`fcs.presets.PRESETS`: paper, fast) laid over
-            the task's defaults; fields given in ``sampler`` win over it.
+        preset: a named set of sampler settings (:data:`fcs.presets.PRESETS`: paper, fast, cg) laid
+            over the task's defaults; fields given in ``sampler`` win over it. None: the model folder's
+            recommendation (``sampler.json``), else paper; the config holds the preset that applied.
         sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the preset and
             the task's paper defaults (superres K=10, lr=0.1; style guidance 3).
     """
@@ -92,7 +93,7 @@ class JobConfig:
     rows_per_file: int = ROWS_PER_FILE
     retry_errors: str = "none"
     read_attempts: int = READ_ATTEMPTS
-    preset: str = DEFAULT_PRESET
+    preset: str | None = None
     sampler: SamplerConfig | dict = field(default_factory=dict)
     input_format: str = "auto"
     keep_columns: tuple[str, ...] | None = None
@@ -137,7 +138,7 @@ class JobConfig:
         task = TASKS[self.task]
         object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
         self._check_inputs()
-        check_preset(self.preset)
+        object.__setattr__(self, "preset", choose_preset(self.preset, model_folder(self.model)))
         if isinstance(self.sampler, dict):
             object.__setattr__(self, "sampler", task.sampler_config(self.sampler, self.preset))
         if not isinstance(self.sampler, SamplerConfig):

@@ -87,6 +87,7 @@ class Task:
         smoke: options ``--smoke`` sets unless given. demo: offers ``--demo``.
         batched: ``run`` samples its items in one batch (padding a short batch then pays off); False
             for a task that runs items one at a time.
+        through_decoder: the constraint reaches x̂0 through the VAE decoder (presets may differ there).
     """
 
     name: str
@@ -103,6 +104,7 @@ class Task:
     smoke: dict = field(default_factory=dict)
     demo: bool = False
     batched: bool = True
+    through_decoder: bool = False
 
     @property
     def schema(self) -> pa.Schema:
@@ -110,7 +112,7 @@ class Task:
 
     def sampler_config(self, values: dict, preset: str = DEFAULT_PRESET) -> SamplerConfig:
         """The user's SamplerConfig fields laid over ``preset`` laid over this task's defaults, validated."""
-        return with_preset(self.sampler, preset, **values)
+        return with_preset(self.sampler, preset, through_decoder=self.through_decoder, **values)
 
     def check_options(self, options: dict | None, max_side: int | None = None) -> dict:
         """The options with defaults filled in. Raises ValueError naming ``task_options.<name>`` for
@@ -243,7 +245,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
          about="Restore the masked regions of a dataset's images on Ray (inexact-Newton sampler) and write one "
                "Parquet row per input id. Input rows: image + mask (white = regenerate).",
          examples=_examples("restore", "damaged", "restored", demo=True)),
-    Task("superres", mask=False, run=_superres, sampler=SR_DEFAULTS,
+    Task("superres", mask=False, run=_superres, sampler=SR_DEFAULTS, through_decoder=True,
          output_size=lambda h, w, options: (h * options["scale"], w * options["scale"]),
          about="Upscale a dataset's images ×2, ×4 or ×8 on Ray (inexact-Newton sampler under a bicubic "
                "downsampling constraint) and write one Parquet row per input id. Input rows: image (the "

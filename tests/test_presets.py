@@ -1,12 +1,15 @@
 """Named presets: paper is exactly the paper's settings per task, fast spends at most 70 UNet forwards
-per item, explicit settings win, and every entry point takes the preset."""
+per item, cg stays within its task's budget, a model folder's recommendation applies unless a preset is
+named, explicit settings win, and every entry point takes the preset."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from fcs import SamplerConfig
-from fcs.presets import PRESETS, with_preset
+from fcs.presets import DEFAULT_PRESET, PRESETS, recommended_preset, with_preset
 from fcs.superres import SR_DEFAULTS
 from jobs import batch
 from pipeline.config import JobConfig
@@ -36,7 +39,7 @@ def test_explicit_settings_win_over_the_preset():
 
 
 def test_unknown_preset_names_the_field():
-    with pytest.raises(ValueError, match="config field 'preset'.*one of paper, fast"):
+    with pytest.raises(ValueError, match="config field 'preset'.*one of paper, fast, cg"):
         JobConfig(input="i", output="o", preset="turbo")
 
 
@@ -59,3 +62,39 @@ def test_fcs_inpaint_takes_the_preset(model_dirs, tmp_path, caplog):
                      "--preset", "fast", "--steps", "2"])
     assert code == 0 and (tmp_path / "o.png").exists()
     assert f"nfe={2 * (1 + 2 * PRESETS['fast']['newton_steps'])}" in caplog.text
+
+
+@pytest.mark.parametrize("task, budget", [("restore", 50), ("outpaint", 50), ("superres", 100)])
+def test_cg_stays_within_the_call_budget_of_its_task(task, budget):
+    config = JobConfig(input="i", output="o", task=task, preset="cg").sampler
+    assert config.inner == "cg" and config.nfe_per_item <= budget and config.lr is None
+
+
+def test_a_model_folder_recommends_its_preset_and_a_named_one_still_wins(tmp_path):
+    (tmp_path / "sampler.json").write_text(json.dumps({"preset": "cg", "measured": {}}))
+    recommended = JobConfig(input="i", output="o", model=str(tmp_path))
+    assert recommended.preset == "cg" and recommended.sampler == with_preset(SamplerConfig(), "cg")
+    assert JobConfig(input="i", output="o", model=str(tmp_path), preset="paper").sampler == SamplerConfig()
+    explicit = JobConfig(input="i", output="o", model=str(tmp_path), sampler={"newton_steps": 1})
+    assert (explicit.sampler.inner, explicit.sampler.newton_steps) == ("cg", 1)
+    assert JobConfig(input="i", output="o", model="tiny").preset == DEFAULT_PRESET  # recommends nothing
+
+
+def test_a_bad_recommendation_names_its_file(tmp_path):
+    (tmp_path / "sampler.json").write_text(json.dumps({"preset": "turbo"}))
+    with pytest.raises(ValueError, match="sampler.json.*one of paper, fast, cg"):
+        JobConfig(input="i", output="o", model=str(tmp_path))
+
+
+def test_the_shipped_models_recommendation_is_the_rule_applied_to_its_own_measurements():
+    """benchmarks/recommend.py wrote it from training images; the file holds the numbers it chose on."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from recommend import FOLDERS, recommend
+
+    for folder in FOLDERS.values():
+        record = json.loads((folder / "sampler.json").read_text())
+        assert recommended_preset(folder) == record["preset"] == recommend(record["measured"])
+        assert set(record["measured"]) == set(PRESETS)

@@ -26,13 +26,17 @@ class LatentInpaint(Constraint):
         white = regenerate (diffusers convention). H and W must be multiples of the VAE factor.
 
         A latent cell counts as known only as far as its whole pixel block is known (max-pool of the
-        regenerate mask), and the hole is filled with mid-grey before encoding so its content
-        cannot leak into y.
+        regenerate mask), and the hole is filled with the mean colour of the kept pixels before
+        encoding, so its content cannot leak into y. (A fixed mid-grey fill did leak: the encoder
+        sees past a cell's own block, so known cells next to the hole took on grey, and the
+        sampler spread it into the hole: a darker ghost of a stroke mask in the rocket photo's sky.)
         """
         f = denoiser.scale_factor
         mask = mask.to(denoiser.device, torch.float32)
         image = image.to(denoiser.device, torch.float32)
-        masked = image * (1 - mask) + 0.5 * mask
+        keep = 1 - mask
+        fill = (image * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1.0)
+        masked = image * keep + fill * mask
         known = 1 - F.max_pool2d(mask, f) if f > 1 else 1 - mask
         return cls(denoiser.encode(masked), known)
 
