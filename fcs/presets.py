@@ -7,12 +7,14 @@
             latent-mask inpainting, loses where the error comes through the VAE decoder.
     cg      the conjugate-gradient inner solver (``inner="cg"``, fcs.samplers.moment): S = 16, K = 2,
             48 forwards for latent-mask inpainting; S = 20, K = 4, 100 forwards where the error comes
-            through the decoder (super-resolution). Closest to the exact posterior on every oracle and
-            best on the photo model, but below paper on the pixel-space digits model
-            (``benchmarks/frontier.py``; README, "Quality vs cost").
+            through the decoder (super-resolution). Closer to the exact posterior than paper on 9 of 10
+            oracle rows (``benchmarks/oracle.py``), the photo model's recommendation, but below paper
+            on the pixel-space digits model's box holes (``benchmarks/frontier.py``; README, "Quality
+            vs cost").
 
 Which preset applies: the one named (``--preset``, ``preset:``), else the model's own recommendation
-(``sampler.json`` in its folder, measured on its training images), else :data:`DEFAULT_PRESET`.
+(``sampler.json`` in its folder, measured on its training images by ``benchmarks/recommend.py``), else
+:data:`DEFAULT_PRESET`.
 Explicit settings win over the preset, the preset over the task's defaults.
 """
 
