@@ -7,7 +7,8 @@ Tasks: box, free-form strokes and half-image inpainting; ×2 and ×4 super-resol
 and decoder-free variants); layer extraction on photo composites (α IoU). Methods: inexact Newton
 (K = 1, 3, 5; SR also K = 10, the paper's SR setting, both variants), DPS with ζ tuned on crops of
 training photos (at S and at 5×S), replacement, unconstrained DDIM, and the classical baseline
-(biharmonic inpainting, bicubic upsampling). Metrics per item, reported as mean ± 95% CI: PSNR in the
+(biharmonic inpainting, bicubic upsampling), and the ``cg`` preset (the photo model's recommendation:
+S = 16, K = 2 for masks; S = 20, K = 4 for super-resolution). Metrics per item, reported as mean ± 95% CI: PSNR in the
 hole (whole image for SR), SSIM (whole image), known-region residual (RMS over kept pixels, or of the
 downsampled output vs the low-res input, before compositing), NFE and seconds per item.
 Writes benchmarks/results/latent_quality.{md,json} and latent_quality.png.
@@ -33,7 +34,7 @@ RESULTS = HERE / "results"
 INPAINT = ("box", "strokes", "half")
 SR = ("sr2", "sr4")
 TASKS = (*INPAINT, *SR, "layers")
-METHODS = ("newton-k1", "newton-k3", "newton-k5", "newton-k10", "newton-k10-enc", "dps", "dps-5x", "replacement",
+METHODS = ("cg", "newton-k1", "newton-k3", "newton-k5", "newton-k10", "newton-k10-enc", "dps", "dps-5x", "replacement",
            "unconstrained", "classical")
 ZETAS = (1.0, 3.0, 10.0, 30.0)
 
@@ -55,6 +56,10 @@ def masks_for(task: str, n: int, size: int) -> list[np.ndarray]:
 def config_for(method: str, task: str, steps: int, zeta: float = 1.0):
     from fcs import SamplerConfig
 
+    if method == "cg":  # the photo model's recommended preset (S16 K2; S20 K4 through the decoder)
+        from fcs.presets import with_preset
+
+        return with_preset(SamplerConfig(composite=False), "cg", through_decoder=task in SR)
     if method.startswith("newton"):
         k = int(method.split("-k")[1].split("-")[0])
         return SamplerConfig(steps=steps, newton_steps=k, lr=0.1 if task in SR else None, composite=False)
