@@ -2,105 +2,91 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import argparse
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import torch
+
+from fcs.loading import BUILTIN, DTYPES
 from fcs.samplers import JACOBIANS, SAMPLERS
 from fcs.samplers.loop import STEPS
 from fcs.samplers.newton import FD_STEP, INNER_SOLVERS, NEWTON_STEPS, inner_step_count
+from fcs.settings import (
+    Setting,
+    boolean,
+    check_known,
+    fail,
+    integer,
+    nonempty,
+    number,
+    one_of,
+    optional,
+    setting,
+    validate_fields,
+)
 
 METHODS = tuple(SAMPLERS)  # newton, dps, replacement, ddim
 
 
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"config field {name!r}: got {value!r}, expected {allowed}")
+def _numbers(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _lr(value: Any) -> str | None:
+    ok = value is None or number()(value) is None or (
+        isinstance(value, tuple) and all(number()(v) is None for v in value))
+    return None if ok else "None, a number, or one number per newton step"
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How to sample. Defaults are the paper's (S=20, K=5, lr=linspace(0.5, 0.1, K), h=0.005).
+    """How to sample. Defaults are the paper's (S=20, K=5, lr=linspace(0.5, 0.1, K), h=0.005). Each
+    field is declared once with its check and help (:mod:`fcs.settings`): the job file's ``sampler:``
+    keys and the ``--flags`` of ``fcs run`` and ``fcs inpaint`` are derived from these declarations.
 
-    Attributes:
-        method: one of newton, dps, replacement, ddim.
-        steps: S outer DDIM steps. newton_steps: K inner Newton iterations per step.
-        lr: Newton step size, a float or K floats; None = linspace(0.5, 0.1, K).
-        h: finite-difference step (units of max|e|). jacobian: "fd" (finite difference, the paper's),
-            "jvp" (exact forward-mode), or "auto" (fd for fp32 models, jvp for fp16/bf16 ones, where a
-            step of h is lost to rounding: measured 35 % / 300 % error vs 0.1 % in fp32).
-        tol: per-item early stop of the inner loop once the residual is <= tol (None = off).
-        rel_tol: the same relative to the item's residual at the first step (None = off).
-        inner_until: fraction of the outer steps (the first ones) that run inner iterations.
-        inner: the inner solver: "paper" (fixed steps lr[k] of x_t, 2 forwards each) or "cg"
-            (conjugate-gradient steps of x̂0 towards E[x0 | x_t, y], 1 forward each; lr unused).
-        eta: DDIM noise (0 = deterministic given the seed). dps_step_size: ζ for DPS.
-        guidance_scale: classifier-free guidance (1 = off, one UNet pass per forward).
-        composite: paste the original kept pixels back; feather: width (pixels) of the seam offset
-            that blends the hole into the kept pixels (0 = hard paste); see fcs.images.composite.
+    ``jacobian`` auto: fd for fp32 models, jvp for fp16/bf16 ones, where a step of h is lost to rounding
+    (measured 35 % / 300 % error vs 0.1 % in fp32). ``inner``: "paper" (fixed steps lr[k] of x_t, 2
+    forwards each) or "cg" (conjugate-gradient steps of x̂0 towards E[x0 | x_t, y], 1 forward each; lr
+    unused). ``feather``: see fcs.images.composite.
     """
 
-    method: str = "newton"
-    steps: int = STEPS
-    newton_steps: int = NEWTON_STEPS
-    lr: float | tuple[float, ...] | None = None
-    h: float = FD_STEP
-    jacobian: str = "auto"
-    tol: float | None = None
-    rel_tol: float | None = None
-    inner_until: float = 1.0
-    inner: str = "paper"
-    eta: float = 0.0
-    dps_step_size: float = 1.0
-    guidance_scale: float = 1.0
-    composite: bool = True
-    feather: int = 2
+    method: str = setting("newton", "sampler", one_of(METHODS), cli={"choices": METHODS})
+    steps: int = setting(STEPS, "S outer DDIM steps", integer(1))
+    newton_steps: int = setting(NEWTON_STEPS, "K inner Newton steps per outer step", integer(0))
+    lr: float | tuple[float, ...] | None = setting(
+        None, "inner step size: one number or K numbers (none: linspace(0.5, 0.1, K))", _lr,
+        cli={"type": float, "nargs": "+", "metavar": "LR"}, normalize=_numbers)
+    h: float = setting(FD_STEP, "finite-difference step of J·e, in units of max|e|",
+                       number(0, 1, open_low=True, open_high=True))
+    jacobian: str = setting("auto", "J·e: fd (finite difference, the paper's), jvp (exact forward mode), auto "
+                            "(fd in fp32, jvp in fp16/bf16)", one_of(JACOBIANS, quote=True),
+                            cli={"choices": JACOBIANS})
+    tol: float | None = setting(None, "stop an item's inner loop once its residual is <= tol",
+                                optional(number(0), "None"), cli={"type": float})
+    rel_tol: float | None = setting(None, "the same, relative to the item's first residual",
+                                    optional(number(0), "None"), cli={"type": float})
+    inner_until: float = setting(1.0, "fraction of the outer steps (the first ones) that run inner steps",
+                                 number(0, 1))
+    inner: str = setting("paper", "inner solver: paper (steps of x_t) or cg (conjugate gradient on x̂0)",
+                         one_of(INNER_SOLVERS, quote=True), cli={"choices": INNER_SOLVERS})
+    eta: float = setting(0.0, "DDIM noise (0: deterministic given the seed)", number(0, 1))
+    dps_step_size: float = setting(1.0, "DPS step size ζ", number())
+    guidance_scale: float = setting(1.0, "classifier-free guidance (1 disables it: one UNet pass per forward)",
+                                    number(1))
+    composite: bool = setting(True, "paste the original kept pixels back", boolean,
+                              cli={"action": argparse.BooleanOptionalAction})
+    feather: int = setting(2, "width in pixels of the blended seam around the hole (0: hard paste)", integer(0))
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            _fail("method", self.method, f"one of {', '.join(METHODS)}")
-        for name in ("steps", "newton_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "steps" else 0):
-                _fail(name, value, "a positive integer" if name == "steps" else "an integer >= 0")
-        for name in ("h", "eta", "dps_step_size", "guidance_scale", "tol", "rel_tol", "inner_until"):
-            value = getattr(self, name)
-            # YAML 1.1 reads 5e-3 as a string
-            if not (_is_number(value) or (name in ("tol", "rel_tol") and value is None)):
-                _fail(name, value, "a number (in YAML write 5.0e-3, not 5e-3)")
-        if isinstance(self.lr, list):
-            object.__setattr__(self, "lr", tuple(self.lr))
-        if not (self.lr is None or _is_number(self.lr)
-                or (isinstance(self.lr, tuple) and all(map(_is_number, self.lr)))):
-            _fail("lr", self.lr, "None, a number, or one number per newton step")
+        validate_fields(self)
         if isinstance(self.lr, tuple) and len(self.lr) != self.newton_steps:
-            _fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
-        if not 0 < self.h < 1:
-            _fail("h", self.h, "a float in (0, 1)")
-        if self.inner not in INNER_SOLVERS:
-            _fail("inner", self.inner, f"one of {', '.join(map(repr, INNER_SOLVERS))}")
-        if self.jacobian not in JACOBIANS:
-            _fail("jacobian", self.jacobian, f"one of {', '.join(map(repr, JACOBIANS))}")
-        for name in ("tol", "rel_tol"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                _fail(name, getattr(self, name), "None or a float >= 0")
-        if not 0 <= self.inner_until <= 1:
-            _fail("inner_until", self.inner_until, "a fraction in [0, 1]")
-        if not 0 <= self.eta <= 1:
-            _fail("eta", self.eta, "a float in [0, 1]")
-        if self.guidance_scale < 1:
-            _fail("guidance_scale", self.guidance_scale, "a float >= 1 (1 disables guidance)")
-        if not isinstance(self.feather, int) or self.feather < 0:
-            _fail("feather", self.feather, "an integer >= 0")
+            fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
 
     @classmethod
     def from_dict(cls, values: dict) -> SamplerConfig:
         """Build from a plain dict (e.g. a job config file); unknown keys fail with their names."""
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown sampler config field(s): {', '.join(sorted(unknown))}")
+        check_known(values, [f.name for f in fields(cls)], "sampler config")
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -123,3 +109,27 @@ class SamplerConfig:
             return self.steps
         per_step = 1 if self.inner == "cg" else 2
         return self.steps + per_step * self.newton_steps * inner_step_count(self.inner_until, self.steps)
+
+
+# -- what to load and where: shared by ``fcs inpaint`` and the batch job's declarations -------------------
+def _device(value: Any) -> str | None:
+    expected = "auto or a torch device such as cuda, cuda:0, cpu, mps"
+    if not isinstance(value, str):
+        return expected
+    try:
+        return None if value == "auto" or torch.device(value) else expected
+    except (RuntimeError, ValueError):
+        return expected
+
+
+def _dtype(value: Any) -> str | None:
+    return None if isinstance(value, str) and (value == "auto" or value in DTYPES) else \
+        f"auto or one of {', '.join(DTYPES)}"
+
+
+MODEL = Setting("model", None, f"hub id, local diffusers folder, or a built-in name ({', '.join(BUILTIN)})",
+                nonempty("a hub id, a local folder or a built-in name"), group="model and compute")
+DEVICE = Setting("device", "auto", "torch device for the sampler (auto: cuda, then mps, then cpu)", _device,
+                 group="model and compute")
+DTYPE = Setting("dtype", "auto", "auto (fp16 on CUDA, else fp32), float32, float16, bfloat16", _dtype,
+                group="model and compute")

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fcs.config import SamplerConfig
+from fcs.settings import Setting, one_of, optional
 
 PRESETS: dict[str, dict] = {
     "paper": {},
@@ -37,6 +38,11 @@ THROUGH_DECODER: dict[str, dict] = {
 }
 DEFAULT_PRESET = "paper"  # for a model that recommends none
 RECOMMENDATION = "sampler.json"  # in a model folder: {"preset": <name>, ...why and how it was measured}
+
+
+PRESET = Setting("preset", None, "named sampler settings laid under the sampler flags (none: the model's own "
+                 f"recommendation, its {RECOMMENDATION}, else {DEFAULT_PRESET}; cg and fast: fewer UNet calls)",
+                 optional(one_of(tuple(PRESETS))), group="sampler", cli={"choices": tuple(PRESETS)})
 
 
 def check_preset(name: str) -> str:

@@ -17,81 +17,43 @@ from pathlib import Path
 import yaml
 
 from fcs.config import SamplerConfig
-from fcs.loading import BUILTIN
-from fcs.presets import DEFAULT_PRESET, PRESETS
-from pipeline.errors import RETRY_ERRORS
-from pipeline.output import ROWS_PER_FILE
-from pipeline.sources import INPUT_FORMATS
-from pipeline.storage import READ_ATTEMPTS
+from fcs.settings import add_flags, given, settings_of
+from pipeline.config import GROUPS, JobConfig
 from pipeline.tasks import TASKS, Task
-from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX
+
+SMOKE_MODEL = "tiny"  # --smoke's model unless --model: random weights, seconds per item
 
 CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")
-# job fields with a flag of the same name (--batch-size sets batch_size)
-JOB_FLAGS = ("input", "output", "model", "actors", "batch_size", "s3_endpoint", "prompt", "gpus_per_actor", "device",
-             "dtype", "limit", "preset", "rows_per_file", "retry_errors", "read_attempts", "input_format",
-             "keep_columns", "image_suffixes", "mask_suffix", "prompt_suffix")
+JOB_SETTINGS = settings_of(JobConfig)
+SAMPLER_SETTINGS = settings_of(SamplerConfig)
+SAMPLER, OPTION = "sampler_", "option_"  # argparse dest prefixes of the sampler's and the task's flags
 EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
        "2 bad configuration or input (nothing was run)"
 
 
 def parser(task: Task) -> argparse.ArgumentParser:
-    defaults = SamplerConfig()
+    """``fcs run <task>``'s flags, derived from the declarations of JobConfig, SamplerConfig and the task's
+    options (each flag's help is its setting's, with the default this task gets)."""
     p = argparse.ArgumentParser(prog=f"fcs run {task.name}", formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=task.about, epilog=f"examples:\n{task.examples}\n\n{EXIT}")
-    p.add_argument("--input", help="Parquet shards, a folder with images/ (+ masks/), WebDataset .tar shards "
-                                   "(e.g. s3://b/shards/{00000..00099}.tar) or a .csv/.parquet manifest of "
-                                   "image_uri (+ mask_uri) (path or s3://, gs://, file:// URI)")
-    p.add_argument("--input-format", choices=INPUT_FORMATS, help="default auto: detected from the input")
-    p.add_argument("--keep-columns", nargs="*", metavar="COLUMN",
-                   help="input columns copied to the output (default: all the task does not consume; "
-                        "the flag alone: none)")
-    p.add_argument("--image-suffixes", nargs="+", metavar="SUFFIX",
-                   help=f"WebDataset: image members, first present wins (default {' '.join(DEFAULT_IMAGE_SUFFIXES)})")
-    p.add_argument("--mask-suffix", help=f"WebDataset: mask member (default {DEFAULT_MASK_SUFFIX})")
-    p.add_argument("--prompt-suffix", help="WebDataset: member used as the prompt, e.g. txt (default none)")
-    p.add_argument("--output", help="output folder or prefix (part-*.parquet, _summary.json); reruns resume")
-    p.add_argument("--model", help=f"hub id, local diffusers folder, or a built-in name ({', '.join(BUILTIN)})")
-    p.add_argument("--actors", type=int, help="sampler actors, one resident model each (default 1)")
-    p.add_argument("--batch-size", type=int, help="items per sampler call (default 4)")
-    p.add_argument("--config", type=Path,
-                   help=f"YAML job file (see jobs/configs/{task.name}.yaml); flags override it")
-    p.add_argument("--s3-endpoint", help="S3-compatible endpoint URL (default $AWS_ENDPOINT_URL, else AWS)")
-    p.add_argument("--preset", choices=list(PRESETS),
-                   help="named sampler settings laid under the flags below (default: the model's own "
-                        f"recommendation, else {DEFAULT_PRESET}; "
-                        "fast: fewer UNet calls, see README 'Quality vs cost')")
-    p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {task.sampler.steps})")
-    p.add_argument("--newton-steps", type=int,
-                   help=f"K inner Newton steps per outer step (default {task.sampler.newton_steps}"
-                        + ("" if task.sampler.newton_steps == defaults.newton_steps else f" for {task.name}") + ")")
-    p.add_argument("--prompt", help="prompt for rows without one (default empty)")
-    p.add_argument("--gpus-per-actor", type=float, help="default auto: 1 when the cluster has GPUs, else CPU")
-    p.add_argument("--device", help="torch device for the sampler (default auto)")
-    p.add_argument("--dtype", help="auto (fp16 on CUDA), float32, float16, bfloat16")
-    p.add_argument("--limit", type=int, help="process at most this many pending items")
-    p.add_argument("--rows-per-file", type=int, help=f"rows per committed output file (default {ROWS_PER_FILE})")
-    p.add_argument("--retry-errors", nargs="?", const="all", choices=RETRY_ERRORS,
-                   help="process committed error rows again: all (the default when given without a value; "
-                        "after fixing bad inputs) or transient (read: and sample: errors only)")
-    p.add_argument("--read-attempts", type=int,
-                   help=f"tries per object read from object storage before an error row (default {READ_ATTEMPTS})")
-    for opt in task.options:
-        extra = {"metavar": opt.name.upper(), **opt.cli}
-        p.add_argument(opt.flag, dest=f"option_{opt.name}", help=f"{opt.help} (default {opt.default})", **extra)
+    p.add_argument("--config", type=Path, help=f"YAML job file of the fields below (see jobs/configs/{task.name}.yaml; "
+                                               "sampler fields under sampler:, task options under task_options:); "
+                                               "flags override it")
+    sections = {None: p, **{name: p.add_argument_group(name) for name in GROUPS}}
+    add_flags(sections, JOB_SETTINGS)
+    add_flags(sections, task.options, dest_prefix=OPTION, group="task")
+    add_flags(sections, SAMPLER_SETTINGS, dest_prefix=SAMPLER, defaults=task.sampler.to_dict(), group="sampler")
     if task.demo:
         p.add_argument("--demo", action="store_true", help="build a demo dataset from held-out photos and run it "
-                                                           "locally")
+                                                           "locally (the built-in photo model unless --model)")
     p.add_argument("--smoke", action="store_true",
-                   help="one item end to end with few steps (tiny model unless --model)")
+                   help="one item end to end with few steps (the tiny random-weight model unless --model)")
     return p
 
 
-def build_config(task: Task, args: argparse.Namespace):
+def build_config(task: Task, args: argparse.Namespace) -> JobConfig:
     """Defaults < --demo defaults < --config file < flags; validated (field named) before any model work."""
-    from pipeline.config import JobConfig
-
     demo = getattr(args, "demo", False)
     values: dict = {}
     if demo:
@@ -101,24 +63,23 @@ def build_config(task: Task, args: argparse.Namespace):
     if values.setdefault("task", task.name) != task.name:
         raise ValueError(f"config field 'task': the file says {values['task']!r} but this is fcs run {task.name}; "
                          f"use fcs run {values['task']} or drop the key")
-    values.update({key: getattr(args, key) for key in JOB_FLAGS if getattr(args, key) is not None})
-    options = dict(values.get("task_options") or {})
-    options.update({o.name: getattr(args, f"option_{o.name}") for o in task.options
-                    if getattr(args, f"option_{o.name}") is not None})
-    sampler = dict(values.get("sampler") or {})
-    sampler.update({k: v for k, v in (("steps", args.steps), ("newton_steps", args.newton_steps)) if v is not None})
+    values.update(given(args, JOB_SETTINGS))
+    options = {**(values.get("task_options") or {}), **given(args, task.options, OPTION)}
+    flags = given(args, SAMPLER_SETTINGS, SAMPLER)
+    sampler = {**(values.get("sampler") or {}), **flags}
     if args.smoke:
-        values.setdefault("model", "tiny")
+        values.setdefault("model", SMOKE_MODEL)
         values.setdefault("limit", 1)
-        sampler.update({k: v for k, v in (("steps", 2), ("newton_steps", 1)) if getattr(args, k) is None})
+        sampler.update({k: v for k, v in (("steps", 2), ("newton_steps", 1)) if k not in flags})
         options = {**task.smoke, **options}
     values["sampler"], values["task_options"] = sampler, options
     if demo or (args.smoke and "input" not in values):
         values = _demo_values(values, args, smoke=args.smoke)
-    for key in ("input", "output"):
-        if not values.get(key):
-            hint = " (or --demo / --smoke)" if task.demo else " (or --smoke)"
-            raise ValueError(f"config field {key!r}: missing; give --{key} URI{hint}")
+    for spec in JOB_SETTINGS:
+        if spec.required and not values.get(spec.name):
+            hint = "--demo / --smoke" if task.demo else "--smoke"
+            raise ValueError(f"config field {spec.name!r}: missing; give {spec.flag} ({spec.help.split(';')[0]}) "
+                             f"or {hint}")
     return JobConfig.from_dict(values)
 
 
@@ -138,10 +99,10 @@ def _demo_values(values: dict, args: argparse.Namespace, smoke: bool) -> dict:
     from jobs.demo import PHOTO_MODEL_SIZE, build_demo_dataset, demo_model
 
     if "model" not in values:
-        values["model"] = "tiny" if smoke else demo_model()
+        values["model"] = SMOKE_MODEL if smoke else demo_model()
     model = values["model"]
     cuda = _cuda()
-    large = model not in ("tiny", "photo")  # a user's checkpoint, e.g. Stable Diffusion at 512²
+    large = model not in (SMOKE_MODEL, "photo")  # a user's checkpoint, e.g. Stable Diffusion at 512²
     if large and not cuda and not smoke and not values["sampler"] and args.preset is None:
         log.warning("demo: no GPU here; using steps=10, newton_steps=2 at 256x256 to keep a CPU run to minutes")
         values["sampler"].update(steps=10, newton_steps=2)

@@ -15,48 +15,37 @@ import sys
 from pathlib import Path
 
 COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level commands with their own parsers
+INPAINT_MODEL = "photo"  # fcs inpaint's model unless --model: the built-in trained one, 128²
+
+
+SAMPLER = "sampler_"  # argparse dest prefix of the sampler's flags
 
 
 def _inpaint_parser(sub) -> None:
-    from fcs.config import METHODS, SamplerConfig
-    from fcs.loading import BUILTIN
-    from fcs.presets import DEFAULT_PRESET, PRESETS
-    from fcs.samplers import JACOBIANS
+    from fcs.config import DEVICE, DTYPE, MODEL, SamplerConfig
+    from fcs.presets import PRESET
+    from fcs.settings import add_flags, settings_of
 
-    defaults = SamplerConfig()
     p = sub.add_parser("inpaint", help="inpaint one image on this machine (no Ray)")
     p.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP/...)")
     p.add_argument("--mask", required=True, help="mask image, white = regenerate, black = keep")
     p.add_argument("--out", required=True, help="output PNG path")
-    p.add_argument("--model", default="photo",
-                   help="hub id or local diffusers folder (SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1), or a built-in name: "
-                        f"'photo' (trained, 128²; the default), {', '.join(n for n in BUILTIN if n != 'photo')}")
     p.add_argument("--prompt", default="")
-    p.add_argument("--preset", choices=list(PRESETS),
-                   help="named sampler settings under the flags below (default: the model's own recommendation, "
-                        f"else {DEFAULT_PRESET}; cg and fast: fewer UNet calls)")
-    p.add_argument("--steps", type=int, help=f"S outer DDIM steps (default {defaults.steps})")
-    p.add_argument("--newton-steps", type=int, help=f"K inner Newton steps per step (default {defaults.newton_steps})")
-    p.add_argument("--method", choices=METHODS, help=f"sampler (default {defaults.method})")
-    p.add_argument("--jacobian", choices=JACOBIANS,
-                   help="J·e: auto (default) = finite difference in fp32, exact JVP in fp16/bf16")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {defaults.guidance_scale})")
-    p.add_argument("--no-composite", action="store_true", help="do not paste the original kept pixels back")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), float32, float16, bfloat16")
+    add_flags(p, (MODEL, DEVICE, DTYPE, PRESET), defaults={"model": INPAINT_MODEL})
+    add_flags(p.add_argument_group("sampler"), settings_of(SamplerConfig), dest_prefix=SAMPLER)
 
 
 def _run_inpaint(args: argparse.Namespace) -> int:
     from fcs import FastConstrainedInpaintPipeline, SamplerConfig
     from fcs.loading import model_folder
     from fcs.presets import choose_preset, with_preset
+    from fcs.settings import given, settings_of
 
-    given = {name: getattr(args, name) for name in ("method", "steps", "newton_steps", "jacobian", "guidance_scale")
-             if getattr(args, name) is not None}
-    preset = choose_preset(args.preset, model_folder(args.model))
-    config = with_preset(SamplerConfig(), preset, composite=not args.no_composite, **given)
-    pipe = FastConstrainedInpaintPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    model, device, dtype = args.model or INPAINT_MODEL, args.device or "auto", args.dtype or "auto"
+    preset = choose_preset(args.preset, model_folder(model))
+    config = with_preset(SamplerConfig(), preset, **given(args, settings_of(SamplerConfig), SAMPLER))
+    pipe = FastConstrainedInpaintPipeline.from_pretrained(model, device=device, dtype=dtype)
     out = pipe(
         image=Path(args.image), mask_image=Path(args.mask), prompt=args.prompt, seed=args.seed,
         config=config, show_progress=True,

@@ -1,15 +1,35 @@
-"""Job settings, validated when built so a bad value names its field before any Ray or model work."""
+"""Job settings, validated when built so a bad value names its field before any Ray or model work.
+
+Every field is declared once, with its default, check, help and group (:mod:`fcs.settings`); the
+``fcs run`` flags, the YAML job files and ``--help`` are derived from these declarations.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import argparse
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 
-from fcs.config import SamplerConfig
-from fcs.loading import DTYPES, model_folder
-from fcs.presets import choose_preset
+from fcs.config import DEVICE, DTYPE, MODEL, SamplerConfig
+from fcs.loading import model_folder
+from fcs.presets import PRESET, choose_preset
+from fcs.settings import (
+    boolean,
+    check_known,
+    declared,
+    fail,
+    integer,
+    nonempty,
+    number,
+    one_of,
+    optional,
+    setting,
+    settings_of,
+    text,
+    validate_fields,
+)
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
 from pipeline.sources import INPUT_FORMATS
@@ -17,167 +37,129 @@ from pipeline.storage import READ_ATTEMPTS, Storage
 from pipeline.tasks import TASKS
 from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX, normalize_suffixes
 
-
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"config field {name!r}: got {value!r}, expected {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+GROUPS = ("input", "output", "model and compute", "task", "sampler")  # headings of --help and the docs
+LOCATION = "a non-empty string (a path or URI)"
 
 
-@dataclass(frozen=True)
+def _columns(value: Any) -> str | None:
+    ok = value is None or (not isinstance(value, str) and all(isinstance(c, str) and c for c in value))
+    return None if ok else "null (all input columns) or a list of column names"
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _suffixes(value: Any) -> str | None:
+    ok = isinstance(value, tuple) and value and all(isinstance(s, str) and s.strip(".") for s in value)
+    return None if ok else "a non-empty list of member suffixes, e.g. [jpg, png]"
+
+
+def _suffix(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip(".") else "a member suffix, e.g. mask.png"
+
+
+def _gpus(value: Any) -> str | None:
+    return optional(number(0), "null (auto)")(value) and "null (auto) or a number >= 0, e.g. 1 or 0.5"
+
+
+def _strip(value: Any) -> Any:
+    return normalize_suffixes(value) if isinstance(value, (str, list, tuple)) else value
+
+
+def _strip_one(value: Any) -> Any:
+    return normalize_suffixes(value)[0] if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobConfig:
-    """One batch job: where the data is, which model, how many sampler actors, how to sample.
+    """One batch job: where the data is, which model, how many sampler actors, how to sample. Each
+    field's help is its declaration below; ``sampler`` holds a :class:`fcs.SamplerConfig` (a mapping of
+    its fields laid over the preset and the task's defaults), ``task_options`` the task's own options
+    (:data:`pipeline.tasks.TASKS`)."""
 
-    Attributes:
-        input: Parquet shards (a file or a prefix), a folder with ``images/`` and ``masks/``, WebDataset
-            tar shards (``shards/{00000..00099}.tar``, a ``.tar`` or a prefix of them) or a manifest
-            (Parquet/CSV of ``id``, ``image_uri``, ``mask_uri``); a local path or an s3://, gs://, file:// URI.
-        input_format: auto (detected, :func:`pipeline.sources.discover`), parquet, folder, webdataset, manifest.
-        keep_columns: input columns copied to every output row; None = all the task does not consume
-            (:mod:`pipeline.carry`), [] = none.
-        image_suffixes, mask_suffix, prompt_suffix: WebDataset members used as the image (the first
-            present), the mask and the prompt (None: no prompt from the shards; e.g. ``txt`` makes the
-            caption the prompt, and it stays a metadata column too).
-        output: folder or prefix that receives ``part-*.parquet`` and ``_summary.json``.
-        model: hub id, local diffusers folder, or 'tiny' (built-in random-weight test model).
-        actors: sampler actors, each holding one resident model. batch_size: items per sampler call.
-        gpus_per_actor: None = auto (1 when the cluster has GPUs, else CPU); a number forces it.
-        cpus_per_actor: CPUs reserved per sampler actor (0 keeps the CPU stages from starving).
-        device, dtype: passed to :func:`fcs.load_denoiser` ('auto' = CUDA fp16 when visible).
-        s3_endpoint: S3-compatible endpoint; None = $AWS_ENDPOINT_URL or AWS itself.
-        prompt: prompt for rows without a ``prompt`` column value. max_side: larger images are
-            error rows. limit: process at most this many pending items (None = all).
-        actor_start_timeout_s: fail if the sampler actors (model loaded) are not all up by then.
-        task: restore, superres, style, layers or outpaint (:data:`pipeline.tasks.TASKS`); recorded in
-            every row.
-        task_options: the task's options (e.g. superres ``scale``); defaults filled in when built.
-        compile_unet, channels_last: GPU speed switches (``fcs.UNetDenoiser.accelerate``), off by default.
-        pad_batches: run a short last batch padded to ``batch_size`` (one shape for GPU kernels and
-            compiled graphs); results are the same.
-        rows_per_file: rows per committed output file (the last one of a run holds fewer); larger
-            files mean fewer files for every reader, smaller ones less finished work redone after a
-            driver crash.
-        retry_errors: what a rerun re-processes of the error rows already committed: none, transient
-            (``read:`` and ``sample:`` errors) or all (also ``decode:``/``validate:`` ones, after
-            fixing the inputs); see :mod:`pipeline.errors`.
-        read_attempts: tries per object read from object storage (waits doubling from 0.25 s)
-            before the item is a ``read:`` error row.
-        preset: a named set of sampler settings (:data:`fcs.presets.PRESETS`: paper, fast, cg) laid
-            over the task's defaults; fields given in ``sampler`` win over it. None: the model folder's
-            recommendation (``sampler.json``), else paper; the config holds the preset that applied.
-        sampler: the :class:`fcs.SamplerConfig`, or a mapping of its fields laid over the preset and
-            the task's paper defaults (superres K=10, lr=0.1; style guidance 3).
-    """
-
-    input: str
-    output: str
-    model: str = "tiny"
-    actors: int = 1
-    batch_size: int = 4
-    gpus_per_actor: float | None = None
-    cpus_per_actor: float = 0.0
-    device: str = "auto"
-    dtype: str = "auto"
-    s3_endpoint: str | None = None
-    prompt: str = ""
-    max_side: int = 2048
-    limit: int | None = None
-    actor_start_timeout_s: int = 1800
-    task: str = "restore"
-    task_options: dict = field(default_factory=dict)
-    compile_unet: bool = False
-    channels_last: bool = False
-    pad_batches: bool = False
-    rows_per_file: int = ROWS_PER_FILE
-    retry_errors: str = "none"
-    read_attempts: int = READ_ATTEMPTS
-    preset: str | None = None
-    sampler: SamplerConfig | dict = field(default_factory=dict)
-    input_format: str = "auto"
-    keep_columns: tuple[str, ...] | None = None
-    image_suffixes: tuple[str, ...] = DEFAULT_IMAGE_SUFFIXES
-    mask_suffix: str = DEFAULT_MASK_SUFFIX
-    prompt_suffix: str | None = None
+    # input
+    input: str = setting(help="Parquet shards, a folder with images/ (+ masks/), WebDataset .tar shards (e.g. "
+                              "s3://b/shards/{00000..00099}.tar) or a .csv/.parquet manifest of image_uri "
+                              "(+ mask_uri); a path or an s3://, gs://, file:// URI",
+                         check=nonempty("a path or URI"), group="input")
+    input_format: str = setting("auto", "input format; auto: detected from the input", one_of(INPUT_FORMATS),
+                                group="input", cli={"choices": INPUT_FORMATS})
+    keep_columns: tuple[str, ...] | None = setting(
+        None, "input columns copied to the output (none: all the task does not consume; the flag alone: no column)",
+        _columns, group="input", cli={"nargs": "*", "metavar": "COLUMN"}, normalize=_tuple)
+    image_suffixes: tuple[str, ...] = setting(
+        DEFAULT_IMAGE_SUFFIXES, "WebDataset: image members, the first present wins", _suffixes, group="input",
+        cli={"nargs": "+", "metavar": "SUFFIX"}, normalize=_strip)
+    mask_suffix: str = setting(DEFAULT_MASK_SUFFIX, "WebDataset: the mask member", _suffix, group="input",
+                               normalize=_strip_one)
+    prompt_suffix: str | None = setting(None, "WebDataset: the member used as the prompt, e.g. txt",
+                                        optional(_suffix), group="input", normalize=_strip_one)
+    s3_endpoint: str | None = setting(None, "S3-compatible endpoint URL (none: $AWS_ENDPOINT_URL, else AWS)",
+                                      optional(text), group="input")
+    read_attempts: int = setting(READ_ATTEMPTS, "tries per object read from object storage (waits doubling "
+                                                "from 0.25 s) before the item is a read: error row", integer(1),
+                                 group="input")
+    max_side: int = setting(2048, "images with a larger side are error rows", integer(1), group="input")
+    limit: int | None = setting(None, "process at most this many pending items (none: all)",
+                                optional(integer(1), "None"), group="input", cli={"type": int})
+    # output
+    output: str = setting(help="folder or prefix that receives part-*.parquet and _summary.json; a rerun resumes",
+                          check=nonempty("a path or URI"), group="output")
+    rows_per_file: int = setting(ROWS_PER_FILE, "rows per committed output file (larger: fewer files; smaller: less "
+                                                "work redone after a driver crash)", integer(1), group="output")
+    retry_errors: str = setting("none", "what a rerun re-processes of the committed error rows: none, transient "
+                                        "(read: and sample: errors) or all (the flag alone; after fixing the inputs)",
+                                one_of(RETRY_ERRORS), group="output",
+                                cli={"nargs": "?", "const": "all", "choices": RETRY_ERRORS})
+    # model and compute
+    model: str = declared(MODEL)
+    actors: int = setting(1, "sampler actors, one resident model each", integer(1), group="model and compute")
+    batch_size: int = setting(4, "items per sampler call", integer(1), group="model and compute")
+    gpus_per_actor: float | None = setting(None, "GPUs per sampler actor (none: 1 when the cluster has GPUs, else "
+                                                 "CPU)", _gpus, group="model and compute", cli={"type": float})
+    cpus_per_actor: float = setting(0.0, "CPUs reserved per sampler actor (0 keeps the CPU stages from starving)",
+                                    number(0), group="model and compute")
+    device: str = declared(DEVICE, "auto")
+    dtype: str = declared(DTYPE, "auto")
+    actor_start_timeout_s: int = setting(1800, "fail if the sampler actors (model loaded) are not all up by then",
+                                         integer(1), group="model and compute")
+    compile_unet: bool = setting(False, "torch.compile the denoiser (GPU speed switch)", boolean,
+                                 group="model and compute", cli={"action": argparse.BooleanOptionalAction})
+    channels_last: bool = setting(False, "channels-last memory format (GPU speed switch)", boolean,
+                                  group="model and compute", cli={"action": argparse.BooleanOptionalAction})
+    pad_batches: bool = setting(False, "run a short last batch padded to batch_size (one shape for GPU kernels and "
+                                       "compiled graphs; same results)", boolean, group="model and compute",
+                                cli={"action": argparse.BooleanOptionalAction})
+    # task
+    task: str = setting("restore", "the task, recorded in every row", one_of(tuple(TASKS)), group="task", cli=False)
+    task_options: dict = setting(help="the task's options (e.g. superres scale); defaults filled in", group="task",
+                                 cli=False, factory=dict)
+    prompt: str = setting("", "prompt for rows without one", text, group="task")
+    # sampler
+    preset: str | None = declared(PRESET, None)
+    sampler: SamplerConfig | dict = setting(help="SamplerConfig fields laid over the preset and the task's defaults",
+                                            group="sampler", cli=False, factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "model"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                _fail(name, value, "a non-empty string (a path or URI)")
+        validate_fields(self)
         src, dst = (Storage.from_uri(uri).uri().rstrip("/") for uri in (self.input, self.output))  # one spelling
         if src == dst or dst.startswith(src + "/") or src.startswith(dst + "/"):
-            _fail("output", self.output, "a location neither equal to, inside, nor containing the input (a rerun "
-                  "would read its own output as input)")
-        for name in ("actors", "batch_size", "max_side", "actor_start_timeout_s", "rows_per_file", "read_attempts"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                _fail(name, value, "a positive integer")
-        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
-            _fail("limit", self.limit, "None or a positive integer")
-        if self.gpus_per_actor is not None and (
-            not isinstance(self.gpus_per_actor, (int, float)) or isinstance(self.gpus_per_actor, bool)
-            or self.gpus_per_actor < 0
-        ):
-            _fail("gpus_per_actor", self.gpus_per_actor, "null (auto) or a number >= 0, e.g. 1 or 0.5")
-        self._check_device()
-        if not isinstance(self.cpus_per_actor, (int, float)) or self.cpus_per_actor < 0:
-            _fail("cpus_per_actor", self.cpus_per_actor, "a number >= 0")
-        for name in ("compile_unet", "channels_last", "pad_batches"):
-            if not isinstance(getattr(self, name), bool):
-                _fail(name, getattr(self, name), "true or false")
-        if self.retry_errors not in RETRY_ERRORS:
-            _fail("retry_errors", self.retry_errors, f"one of {', '.join(RETRY_ERRORS)}")
-        if not isinstance(self.prompt, str):
-            _fail("prompt", self.prompt, "a string")
-        if self.task not in TASKS:
-            _fail("task", self.task, f"one of {', '.join(TASKS)}")
+            fail("output", self.output, "a location neither equal to, inside, nor containing the input (a rerun "
+                 "would read its own output as input)")
+        if self.device != "auto" and torch.device(self.device).type == "cuda" and self.gpus_per_actor == 0:
+            fail("device", self.device, "cpu or auto when gpus_per_actor is 0 (the actor is given no GPU)")
+        if self.mask_suffix in self.image_suffixes:
+            fail("mask_suffix", self.mask_suffix, f"a suffix other than the image's: {', '.join(self.image_suffixes)}")
         if not isinstance(self.task_options, dict):
-            _fail("task_options", self.task_options, f"a mapping of {self.task} options")
+            fail("task_options", self.task_options, f"a mapping of {self.task} options")
         task = TASKS[self.task]
         object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
-        self._check_inputs()
         object.__setattr__(self, "preset", choose_preset(self.preset, model_folder(self.model)))
         if isinstance(self.sampler, dict):
             object.__setattr__(self, "sampler", task.sampler_config(self.sampler, self.preset))
         if not isinstance(self.sampler, SamplerConfig):
-            _fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
-
-    def _check_device(self) -> None:
-        if not isinstance(self.dtype, str) or (self.dtype != "auto" and self.dtype not in DTYPES):
-            _fail("dtype", self.dtype, f"auto or one of {', '.join(DTYPES)}")
-        if not isinstance(self.device, str):
-            _fail("device", self.device, "auto or a torch device such as cuda, cuda:0, cpu, mps")
-        if self.device != "auto":
-            try:
-                kind = torch.device(self.device).type
-            except (RuntimeError, ValueError):
-                _fail("device", self.device, "auto or a torch device such as cuda, cuda:0, cpu, mps")
-            if kind == "cuda" and self.gpus_per_actor == 0:
-                _fail("device", self.device, "cpu or auto when gpus_per_actor is 0 (the actor is given no GPU)")
-
-    def _check_inputs(self) -> None:
-        if self.input_format not in INPUT_FORMATS:
-            _fail("input_format", self.input_format, f"one of {', '.join(INPUT_FORMATS)}")
-        if self.keep_columns is not None:
-            if isinstance(self.keep_columns, str) or not all(isinstance(c, str) and c for c in self.keep_columns):
-                _fail("keep_columns", self.keep_columns, "null (all input columns) or a list of column names")
-            object.__setattr__(self, "keep_columns", tuple(self.keep_columns))
-        images = (self.image_suffixes,) if isinstance(self.image_suffixes, str) else self.image_suffixes
-        if not isinstance(images, (list, tuple)) or not images or not all(isinstance(s, str) and s.strip(".")
-                                                                         for s in images):
-            _fail("image_suffixes", self.image_suffixes, "a non-empty list of member suffixes, e.g. [jpg, png]")
-        object.__setattr__(self, "image_suffixes", normalize_suffixes(images))
-        for name in ("mask_suffix", "prompt_suffix"):
-            value = getattr(self, name)
-            if value is None and name == "prompt_suffix":
-                continue
-            if not isinstance(value, str) or not value.strip("."):
-                _fail(name, value, "a member suffix, e.g. mask.png" + (" or null" if name == "prompt_suffix" else ""))
-            object.__setattr__(self, name, normalize_suffixes(value)[0])
-        if self.mask_suffix in self.image_suffixes:
-            _fail("mask_suffix", self.mask_suffix, f"a suffix other than the image's: {', '.join(self.image_suffixes)}")
+            fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 
     @property
     def suffixes(self):
@@ -189,12 +171,10 @@ class JobConfig:
     @classmethod
     def from_dict(cls, values: dict) -> JobConfig:
         """Build from a plain dict (a YAML file merged with flags); unknown keys fail with their names."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(
-                f"unknown job config field(s): {', '.join(sorted(unknown))}; "
-                f"allowed: {', '.join(f.name for f in fields(cls))}"
-            )
+        check_known(values, [f.name for f in fields(cls)], "job config")
+        for spec in settings_of(cls):
+            if spec.required and values.get(spec.name) is None:
+                raise ValueError(f"config field {spec.name!r}: missing; give {spec.flag} ({spec.help.split(';')[0]})")
         values = {**values, "sampler": values.get("sampler") or {}, "task_options": values.get("task_options") or {}}
         return cls(**values)
 

@@ -19,28 +19,28 @@ from pipeline.tasks import TASKS
 def test_paper_is_the_papers_settings():
     assert with_preset(SamplerConfig(), "paper") == SamplerConfig(steps=20, newton_steps=5, lr=None, h=0.005)
     assert SamplerConfig().nfe_per_item == 220
-    assert JobConfig(input="i", output="o", task="superres", preset="paper").sampler == SR_DEFAULTS
+    assert JobConfig(model="tiny", input="i", output="o", task="superres", preset="paper").sampler == SR_DEFAULTS
 
 
 @pytest.mark.parametrize("task", ["restore", "superres", "outpaint"])
 def test_fast_spends_at_most_70_forwards(task):
-    config = JobConfig(input="i", output="o", task=task, preset="fast").sampler
+    config = JobConfig(model="tiny", input="i", output="o", task=task, preset="fast").sampler
     assert config.method == "newton" and config.nfe_per_item <= 70
     assert config.lr == TASKS[task].sampler.lr  # the task's own lr (SR: 0.1) is kept
 
 
 def test_explicit_settings_win_over_the_preset():
-    cfg = JobConfig(input="i", output="o", preset="fast", sampler={"steps": 12})
+    cfg = JobConfig(model="tiny", input="i", output="o", preset="fast", sampler={"steps": 12})
     assert (cfg.sampler.steps, cfg.sampler.newton_steps) == (12, PRESETS["fast"]["newton_steps"])
-    args = batch.parser(TASKS["restore"]).parse_args(["--input", "i", "--output", "o", "--preset", "fast",
-                                                      "--newton-steps", "1"])
+    args = batch.parser(TASKS["restore"]).parse_args(["--input", "i", "--output", "o", "--model", "tiny",
+                                                      "--preset", "fast", "--newton-steps", "1"])
     got = batch.build_config(TASKS["restore"], args)
     assert (got.preset, got.sampler.steps, got.sampler.newton_steps) == ("fast", PRESETS["fast"]["steps"], 1)
 
 
 def test_unknown_preset_names_the_field():
     with pytest.raises(ValueError, match="config field 'preset'.*one of paper, fast, cg"):
-        JobConfig(input="i", output="o", preset="turbo")
+        JobConfig(model="tiny", input="i", output="o", preset="turbo")
 
 
 def test_fcs_inpaint_takes_the_preset(model_dirs, tmp_path, caplog):
@@ -66,7 +66,7 @@ def test_fcs_inpaint_takes_the_preset(model_dirs, tmp_path, caplog):
 
 @pytest.mark.parametrize("task, budget", [("restore", 50), ("outpaint", 50), ("superres", 100)])
 def test_cg_stays_within_the_call_budget_of_its_task(task, budget):
-    config = JobConfig(input="i", output="o", task=task, preset="cg").sampler
+    config = JobConfig(model="tiny", input="i", output="o", task=task, preset="cg").sampler
     assert config.inner == "cg" and config.nfe_per_item <= budget and config.lr is None
 
 

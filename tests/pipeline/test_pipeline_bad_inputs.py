@@ -15,6 +15,7 @@ def test_bad_parquet_rows_through_the_cli(ray_address, tmp_path, capsys):
     write_shards(tmp_path / "in", rows, per_shard=5)
     out = tmp_path / "out"
     code = batch.main("restore", ["--input", str(tmp_path / "in"), "--output", str(out), "--actors", "1",
+                         "--model", "tiny",
                          "--batch-size", "4", "--steps", "2", "--newton-steps", "1"])
     assert code == 0
     check_outcomes(read_rows(str(out)), expected)
@@ -37,7 +38,7 @@ def test_folder_with_orphans_and_bad_files(ray_address, tmp_path):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (masks / "broken.png").write_bytes(png(hole()))
     out = tmp_path / "out"
-    assert batch.main("restore", ["--input", str(tmp_path / "in"), "--output", str(out),
+    assert batch.main("restore", ["--input", str(tmp_path / "in"), "--output", str(out), "--model", "tiny",
                          "--steps", "2", "--newton-steps", "1"]) == 0
     check_outcomes(read_rows(str(out)), {
         "good": "ok", "no-mask": "read: mask is missing", "no-image": "read: image is missing",

@@ -76,6 +76,7 @@ def test_asking_for_missing_gpus_fails_fast(ray_address, tmp_path, capsys):
 
     write_shards(tmp_path / "in", good_rows(2))
     code = batch.main("restore", ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--actors", "3",
+                         "--model", "tiny",
                          "--gpus-per-actor", "1"])  # the session cluster has 2 (fake) GPUs
     assert code == 2
     assert "need 3 GPU(s) but the Ray cluster has 2" in capsys.readouterr().err
@@ -94,6 +95,6 @@ def test_a_value_error_inside_a_ray_task_is_a_failed_job_not_bad_input(tmp_path,
 
     write_shards(tmp_path / "in", good_rows(1))
     monkeypatch.setattr(pipeline, "run", fail_in_a_task)
-    args = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    args = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", "tiny"]
     assert batch.main("restore", args) == 1
     assert "a rerun resumes" in caplog.text and "error:" not in capsys.readouterr().err

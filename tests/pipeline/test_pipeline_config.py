@@ -12,7 +12,7 @@ from pipeline.tasks import TASKS
 
 
 def _cfg(**kw) -> JobConfig:
-    return JobConfig.from_dict({"input": "in", "output": "out", **kw})
+    return JobConfig.from_dict({"model": "tiny", "input": "in", "output": "out", **kw})
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -41,7 +41,8 @@ def test_round_trip():
 
 def test_flags_override_the_config_file(tmp_path):
     path = tmp_path / "job.yaml"
-    path.write_text("input: s3://b/in\noutput: s3://b/out\nactors: 4\nsampler:\n  steps: 9\n  newton_steps: 3\n")
+    path.write_text("input: s3://b/in\noutput: s3://b/out\nmodel: tiny\nactors: 4\n"
+                    "sampler:\n  steps: 9\n  newton_steps: 3\n")
     args = batch.parser(TASKS["restore"]).parse_args(["--config", str(path), "--actors", "2", "--steps", "5"])
     cfg = batch.build_config(TASKS["restore"], args)
     assert (cfg.input, cfg.actors, cfg.sampler.steps, cfg.sampler.newton_steps) == ("s3://b/in", 2, 5, 3)
@@ -50,18 +51,19 @@ def test_flags_override_the_config_file(tmp_path):
 def test_shipped_config_files_are_valid():
     for path in sorted(batch.CONFIGS.glob("*.yaml")):
         values = load_yaml(path)
-        JobConfig.from_dict({"input": "x", "output": "y",
+        JobConfig.from_dict({"model": "tiny", "input": "x", "output": "y",
                              **{k: v for k, v in values.items() if k not in ("input", "output")}})
 
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):
     path = tmp_path / "job.yaml"
-    path.write_text("input: a\noutput: b\nsampler:\n  jacobian: magic\n")
+    path.write_text("input: a\noutput: b\nmodel: tiny\nsampler:\n  jacobian: magic\n")
     assert batch.main("restore", ["--config", str(path)]) == 2
     assert "'jacobian'" in capsys.readouterr().err
     assert batch.main("restore", ["--input", "a"]) == 2
     assert "'output'" in capsys.readouterr().err
-    assert batch.main("restore", ["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
+    assert batch.main("restore", ["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o"),
+                                   "--model", "tiny"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -95,4 +97,4 @@ def test_output_inside_or_around_the_input_is_rejected(inp, out, tmp_path, monke
     """A rerun would read its own part-*.parquet files as input shards, however the paths are spelled."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="'output'"):
-        JobConfig(input=inp.format(cwd=tmp_path), output=out.format(cwd=tmp_path))
+        JobConfig(model="tiny", input=inp.format(cwd=tmp_path), output=out.format(cwd=tmp_path))

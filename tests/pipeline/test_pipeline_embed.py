@@ -21,7 +21,8 @@ def test_a_hand_built_dataset_through_apply_and_write_parquet(ray_address, tmp_p
     rows[2]["image"] = b"not an image"
     table = pa.Table.from_pylist([{**r, "caption": f"caption {r['id']}", "tags": [r["id"], "x"]} for r in rows])
     ds = ray.data.from_arrow(table).repartition(2)
-    cfg = pipeline.JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), batch_size=2, sampler=FAST)
+    cfg = pipeline.JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(tmp_path / "out"), batch_size=2,
+                             sampler=FAST)
     out = pipeline.apply(ds, cfg)
     out.write_parquet(str(tmp_path / "written"))
 
@@ -42,10 +43,11 @@ def test_keep_columns_and_missing_columns_are_checked_before_any_work(ray_addres
     import ray
 
     ds = ray.data.from_items([{"id": "a", "image": b"x", "caption": "c", "licence": "CC0"}])
-    cfg = pipeline.JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), sampler=FAST)
+    cfg = pipeline.JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(tmp_path / "out"), sampler=FAST)
     with pytest.raises(ValueError, match="dataset lacks column"):
         pipeline.apply(ds, cfg)  # restore needs a mask
-    superres = pipeline.JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), task="superres",
+    superres = pipeline.JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                                  task="superres",
                                   keep_columns=["nope"])
     with pytest.raises(ValueError, match="'nope' not among the input columns"):
         pipeline.apply(ds, superres)

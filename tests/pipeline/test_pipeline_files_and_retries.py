@@ -36,7 +36,8 @@ def test_a_thousand_items_make_a_handful_of_files(ray_address, tmp_path):
     rows = _rows(1000)
     write_shards(tmp_path / "in", rows, per_shard=100)
     out = tmp_path / "out"
-    summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), batch_size=4, sampler=ONE_STEP))
+    summary = pipeline.run(JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(out), batch_size=4,
+                                     sampler=ONE_STEP))
     assert (summary["ok"], summary["pending"], summary["duplicates"]) == (1000, 0, 0)
     assert_exactly_once(read_rows(str(out), columns=["id"]), [r["id"] for r in rows])
     sizes = sorted(pq.read_metadata(f).num_rows for f in committed(out))
@@ -46,7 +47,8 @@ def test_a_thousand_items_make_a_handful_of_files(ray_address, tmp_path):
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "run", "restore", *args]
+    return [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "run", "restore",
+            "--model", "tiny", *args]
 
 
 def _kill_when_committed(cmd: list[str], out: Path, env: dict, log: Path, files: int = 1) -> None:
@@ -70,7 +72,8 @@ def test_kill_the_driver_with_multi_batch_files_then_rerun(ray_address, tmp_path
     first = read_rows(str(out), columns=["id"]).column("id").to_pylist()
     assert 0 < len(first) < len(rows), f"the driver was not killed midway ({len(first)} committed)"
     assert all(pq.read_metadata(f).num_rows >= 6 for f in committed(out))  # files of three batches, not one
-    summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), batch_size=2, rows_per_file=6,
+    summary = pipeline.run(JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(out), batch_size=2,
+                                     rows_per_file=6,
                                      sampler=SLOWER))
     assert_exactly_once(read_rows(str(out)), [r["id"] for r in rows])
     assert (summary["pending"], summary["duplicates"], summary["ok"]) == (0, 0, len(rows))
@@ -134,7 +137,7 @@ def test_transient_read_failures_on_s3_are_retried(ray_address, s3_endpoint, buc
              **{f"{bucket}/in/masks/{i}.png": mask for i in ids}})
     proxy = FlakyS3(s3_endpoint, failures=2)
     try:
-        cfg = dict(input=f"s3://{bucket}/in", s3_endpoint=proxy.url, batch_size=2,
+        cfg = dict(model="tiny", input=f"s3://{bucket}/in", s3_endpoint=proxy.url, batch_size=2,
                    sampler={"steps": 2, "newton_steps": 1})
         # (outputs on local disk: the proxy serves the input's reads only)
         retried = pipeline.run(JobConfig(**cfg, output=str(tmp_path / "retried")))  # 4 attempts by default
@@ -170,7 +173,7 @@ def _folder(root: Path, good: int, bad: int) -> tuple[list[str], list[str]]:
 def test_retry_errors_after_fixing_inputs_survives_a_driver_kill(ray_address, tmp_path):
     good_ids, bad_ids = _folder(tmp_path / "in", good=4, bad=8)
     out = tmp_path / "out"
-    cfg = dict(input=str(tmp_path / "in"), output=str(out), batch_size=2, rows_per_file=4, sampler=SLOWER)
+    cfg = dict(model="tiny", input=str(tmp_path / "in"), output=str(out), batch_size=2, rows_per_file=4, sampler=SLOWER)
     first = pipeline.run(JobConfig(**cfg))
     assert (first["ok"], first["error"]) == (4, 8)
     kinds = {r["id"]: r["error_kind"] for r in read_rows(str(out)).to_pylist()}

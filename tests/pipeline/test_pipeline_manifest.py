@@ -76,7 +76,7 @@ def test_manifest_on_s3_one_row_per_id_with_a_missing_object(ray_address, s3_end
     buf = io.BytesIO()
     pq.write_table(manifest, buf)
     fs.pipe_file(f"{bucket}/manifest/list.parquet", buf.getvalue())
-    cfg = pipeline.JobConfig(input=f"s3://{bucket}/manifest/list.parquet", output=f"s3://{bucket}/out",
+    cfg = pipeline.JobConfig(model="tiny", input=f"s3://{bucket}/manifest/list.parquet", output=f"s3://{bucket}/out",
                              s3_endpoint=s3_endpoint, batch_size=2, sampler=FAST)
     summary = pipeline.run(cfg)
     assert (summary["inputs"], summary["ok"], summary["error"], summary["duplicates"]) == (5, 4, 1, 0)

@@ -85,7 +85,7 @@ def _manifest(tmp_path) -> tuple[str, list[str], dict]:
 def test_metadata_of_every_input_kind_survives_an_interrupted_run(ray_address, tmp_path, make):
     source, ids, want = make(tmp_path)
     out = tmp_path / "out"
-    cfg = pipeline.JobConfig(input=source, output=str(out), batch_size=2, sampler=FAST, limit=3)
+    cfg = pipeline.JobConfig(model="tiny", input=source, output=str(out), batch_size=2, sampler=FAST, limit=3)
     first = pipeline.run(cfg)  # stops after 3 items: the committed state a crash midway leaves
     assert first["this_run"]["rows"] == 3 and first["pending"] == len(ids) - 3
     (out / "_fcs" / "tmp").mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,8 @@ def test_keep_columns_through_the_cli(ray_address, tmp_path):
     from jobs.cli import main
 
     source, ids, _ = _webdataset(tmp_path)
-    code = main(["run", "restore", "--input", source, "--output", str(tmp_path / "out"), "--keep-columns", "txt",
+    code = main(["run", "restore", "--input", source, "--output", str(tmp_path / "out"), "--model", "tiny",
+                 "--keep-columns", "txt",
                  "--prompt-suffix", "txt", "--steps", "2", "--newton-steps", "1", "--limit", "2"])
     assert code == 0
     table = pads.dataset(str(tmp_path / "out"), format="parquet").to_table()
@@ -133,7 +134,8 @@ def test_webdataset_metadata_survives_killing_the_driver(ray_address, tmp_path):
         (tmp_path / "in" / f"{shard:05d}.tar").write_bytes(data)
         keys += shard_keys
     out = tmp_path / "out"
-    args = ["run", "restore", "--input", str(tmp_path / "in"), "--output", str(out), "--batch-size", "2",
+    args = ["run", "restore", "--input", str(tmp_path / "in"), "--output", str(out), "--model", "tiny",
+            "--batch-size", "2",
             "--rows-per-file", "2"]
     cmd = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", *args,
            "--steps", "6", "--newton-steps", "2"]  # ~1 s per batch: slow enough to be killed midway

@@ -29,7 +29,8 @@ def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
     write_shards(tmp_path / "in", rows, per_shard=6)
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "run", "restore",
-           "--input", str(tmp_path / "in"), "--output", str(out), "--actors", "1", "--batch-size", "2",
+           "--input", str(tmp_path / "in"), "--output", str(out), "--model", "tiny", "--actors", "1",
+           "--batch-size", "2",
            "--rows-per-file", "2",  # one batch per file here; files of several batches: test_pipeline_files_and_retries
            "--steps", str(SLOWER["steps"]), "--newton-steps", str(SLOWER["newton_steps"])]
     env = {**os.environ, "RAY_ADDRESS": ray_address}
@@ -47,7 +48,7 @@ def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
     (out / "_fcs" / "tmp").mkdir(parents=True, exist_ok=True)
     (out / "_fcs" / "tmp" / "partial.tmp").write_bytes(b"PAR1 half a file")  # what a killed write leaves
 
-    summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), actors=1, batch_size=2,
+    summary = pipeline.run(JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(out), actors=1, batch_size=2,
                                      rows_per_file=2, sampler=SLOWER))
     table = read_rows(str(out))
     assert_exactly_once(table, [r["id"] for r in rows])
@@ -56,7 +57,7 @@ def test_kill_the_driver_midway_then_rerun(ray_address, tmp_path):
     assert (summary["pending"], summary["duplicates"], summary["ok"]) == (0, 0, len(rows))
     assert not (out / "_fcs" / "tmp" / "partial.tmp").exists()
 
-    again = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), sampler=SLOWER))
+    again = pipeline.run(JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(out), sampler=SLOWER))
     assert again["this_run"]["rows"] == 0 and again["rows"] == len(rows)  # nothing left to do
 
 
@@ -92,7 +93,7 @@ def test_kill_a_sampler_actor_midway(ray_address, tmp_path):
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    summary = pipeline.run(JobConfig(input=str(tmp_path / "in"), output=str(out), actors=2, batch_size=2,
+    summary = pipeline.run(JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(out), actors=2, batch_size=2,
                                      rows_per_file=4, sampler=SLOWER))  # files of two batches each
     thread.join(timeout=5)
     assert killed, "no sampler actor was killed"

@@ -67,7 +67,8 @@ def test_job_over_seaweedfs(ray_address, seaweed):
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)
     fs.pipe_file("fcs/in/shard-0.parquet", buf.getvalue())
-    summary = pipeline.run(JobConfig(input="s3://fcs/in", output="s3://fcs/out", s3_endpoint=seaweed, actors=1,
+    summary = pipeline.run(JobConfig(model="tiny", input="s3://fcs/in", output="s3://fcs/out", s3_endpoint=seaweed,
+                                     actors=1,
                                      batch_size=3, sampler=FAST))
     assert (summary["ok"], summary["pending"], summary["duplicates"]) == (6, 0, 0)
     table = read_rows("s3://fcs/out", endpoint=seaweed)

@@ -25,7 +25,7 @@ from pipeline.stages import prepare
 from pipeline.storage import Storage
 from pipeline.tasks import MAX_REGIONS, TASKS
 
-FAST_FLAGS = ["--steps", "2", "--newton-steps", "1", "--batch-size", "2"]
+FAST_FLAGS = ["--model", "tiny", "--steps", "2", "--newton-steps", "1", "--batch-size", "2"]
 
 
 def _decode(struct: dict) -> np.ndarray:
@@ -97,7 +97,7 @@ def test_layers_job_writes_foreground_background_alpha(ray_address, tmp_path):
     rows = [{"id": "two", "image": png(photo(48, 48)), "mask": png(_two_objects())},
             {"id": "one", "image": png(photo(48, 48, seed=1)), "mask": png(one_box)},
             {"id": "empty", "image": png(photo(48, 48)), "mask": png(np.zeros((48, 48), np.uint8))}]
-    cfg = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), task="layers", batch_size=2,
+    cfg = JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(tmp_path / "out"), task="layers", batch_size=2,
                     task_options={"rounds": 2, "samples": 2}, sampler=FAST)
     write_shards(tmp_path / "in", rows)
     summary = pipeline.run(cfg)  # the library entry point this time, not the CLI
@@ -136,14 +136,14 @@ def test_smoke_runs_one_item_end_to_end(ray_address, tmp_path, capsys):
 ])
 def test_bad_task_options_name_their_field(task, options, field):
     with pytest.raises(ValueError, match=f"'{field}'"):
-        JobConfig.from_dict({"input": "in", "output": "out", "task": task, "task_options": options})
+        JobConfig.from_dict({"model": "tiny", "input": "in", "output": "out", "task": task, "task_options": options})
 
 
 def test_cli_task_errors_exit_2_before_any_work(tmp_path, capsys):
-    assert batch.main("superres", ["--input", "a", "--output", "b", "--scale", "3"]) == 2
+    assert batch.main("superres", ["--input", "a", "--output", "b", "--model", "tiny", "--scale", "3"]) == 2
     assert "'task_options.scale': got 3, expected one of 2, 4, 8" in capsys.readouterr().err
     path = tmp_path / "job.yaml"
-    path.write_text("task: style\ninput: a\noutput: b\n")
+    path.write_text("task: style\ninput: a\noutput: b\nmodel: tiny\n")
     assert batch.main("superres", ["--config", str(path)]) == 2
     assert "config field 'task'" in capsys.readouterr().err
 
@@ -156,7 +156,7 @@ def test_flags_file_and_smoke_set_task_options(tmp_path):
     assert cfg("layers", "--smoke", "--rounds", "4").task_options == {"rounds": 4, "samples": 2}
     assert cfg("style", "--smoke").task_options == {"clip_model": "tiny-clip", "size": [64, 64]}
     path = tmp_path / "job.yaml"
-    path.write_text("task_options:\n  scale: 8\nsampler:\n  steps: 3\n")
+    path.write_text("model: tiny\ntask_options:\n  scale: 8\nsampler:\n  steps: 3\n")
     got = cfg("superres", "--config", str(path), "--variant", "encoder")
     assert (got.task, got.task_options, got.sampler.steps, got.sampler.newton_steps) == (
         "superres", {"scale": 8, "variant": "encoder"}, 3, 10)
@@ -169,12 +169,13 @@ def test_task_defaults_follow_the_library():
     from fcs.superres import SR_DEFAULTS
 
     def cfg(task: str, **sampler) -> SamplerConfig:
-        return JobConfig(input="i", output="o", task=task, sampler=sampler).sampler
+        return JobConfig(model="tiny", input="i", output="o", task=task, sampler=sampler).sampler
 
     assert cfg("superres") == SR_DEFAULTS and cfg("style") == STYLE_DEFAULTS and cfg("restore") == SamplerConfig()
     assert cfg("layers") == inspect.signature(extract_layers).parameters["config"].default
     assert cfg("superres", newton_steps=2).newton_steps == 2  # the user's values win
-    assert JobConfig(input="i", output="o", task="style", task_options={"size": 64}).task_options["size"] == [64, 64]
+    cfg = JobConfig(model="tiny", input="i", output="o", task="style", task_options={"size": 64})
+    assert cfg.task_options["size"] == [64, 64]
     assert all(name == task.name and callable(task.run) for name, task in TASKS.items())
 
 

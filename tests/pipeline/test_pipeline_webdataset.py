@@ -56,7 +56,7 @@ def test_hidden_members_in_folders_are_skipped_by_discovery_and_reader(ray_addre
     (tmp_path / "in" / "00000.tar").write_bytes(_tar([
         ("x/._a.png", b"apple double"), ("x/a.png", image), ("x/a.mask.png", mask), ("x/.DS_Store", b"finder"),
         ("x/._b.png", b"apple double"), ("x/b.png", image), ("x/b.mask.png", mask)]))
-    summary = pipeline.run(pipeline.JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+    summary = pipeline.run(pipeline.JobConfig(model="tiny", input=str(tmp_path / "in"), output=str(tmp_path / "out"),
                                               batch_size=2, sampler=FAST))
     assert (summary["inputs"], summary["ok"], summary["error"], summary["rows"]) == (2, 2, 0, 2)
     assert_exactly_once(read_rows(str(tmp_path / "out")), ["x/a", "x/b"])
@@ -138,7 +138,7 @@ def test_webdataset_on_s3_one_row_per_key_with_errors_and_metadata(ray_address, 
         data, shard_keys = img2dataset_shard(shard)
         fs.pipe_file(f"{bucket}/shards/{shard:05d}.tar", data)
         keys += shard_keys
-    cfg = pipeline.JobConfig(input=f"s3://{bucket}/shards/{{00000..00001}}.tar", output=f"s3://{bucket}/out",
+    cfg = pipeline.JobConfig(model="tiny", input=f"s3://{bucket}/shards/{{00000..00001}}.tar", output=f"s3://{bucket}/out",
                              s3_endpoint=s3_endpoint, batch_size=2, sampler=FAST)
     summary = pipeline.run(cfg)
     assert (summary["inputs"], summary["ok"], summary["error"], summary["duplicates"]) == (6, 4, 2, 0)

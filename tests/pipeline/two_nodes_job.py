@@ -31,7 +31,7 @@ def main(workdir: Path) -> None:
         write_shards(workdir / "in", good_rows(16), per_shard=4)
         # ~1 s per batch, so batches queue up and both actors get some even though Ray Data prefers
         # the actor beside the data (the read tasks may all run on the head node).
-        summary = pipeline.run(JobConfig(input=str(workdir / "in"), output=str(workdir / "out"), actors=2,
+        summary = pipeline.run(JobConfig(model="tiny", input=str(workdir / "in"), output=str(workdir / "out"), actors=2,
                                          batch_size=2, sampler={"steps": 6, "newton_steps": 2}))
         summary["nodes"] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
         print(json.dumps(summary, default=str))
