@@ -95,7 +95,7 @@ def measure_driver(work: Path, n: int, rows_per_file: int) -> dict:
 
     from pipeline import output, sources
     from pipeline.storage import Storage
-    from pipeline.summary import summarize
+    from pipeline.summary import COMMITTED_COLUMNS, RUN_COLUMNS, summarize
 
     inputs_dir, out = work / "in", work / "out"
     make_input(inputs_dir, n)
@@ -114,8 +114,8 @@ def measure_driver(work: Path, n: int, rows_per_file: int) -> dict:
     resume_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    summary = summarize(output.read_output(store, before, ["id", "status"]),
-                        output.read_output(store, before, ["status", "error", "sample_s", "nfe"]), inputs.ids, 1.0, 1)
+    summary = summarize(output.read_output(store, before, list(COMMITTED_COLUMNS)),
+                        output.read_output(store, before, list(RUN_COLUMNS)), inputs.ids, 1.0, 1)
     summary_s = time.perf_counter() - start
     return {"ids": n, "shards": len(inputs.files), "discover_s": discover_s, "discover_peak_mb": discover_mb,
             "start_mb": base, "resume_s": resume_s, "pending": pending, "shards_to_read": len(untouched) + len(partial),
@@ -124,24 +124,26 @@ def measure_driver(work: Path, n: int, rows_per_file: int) -> dict:
 
 
 def run_job(work: Path, n: int, batch_size: int, rows_per_file: int) -> dict:
-    """One real job with the stand-in sampler: items/s and the files it wrote."""
-    from types import SimpleNamespace
-
+    """:func:`standin_job` on a fresh local Ray cluster of its own."""
     import ray
     from ray.data import DataContext
 
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    DataContext.get_current().enable_progress_bars = False
+    try:
+        return standin_job(work, n, batch_size, rows_per_file)
+    finally:
+        ray.shutdown()
+
+
+def standin_job(work: Path, n: int, batch_size: int, rows_per_file: int) -> dict:
+    """One real job with the stand-in sampler on the connected Ray cluster: items/s and the files it wrote."""
     import pipeline
-    from pipeline import carry, embed
     from pipeline.config import JobConfig
 
     make_input(work / "in", n)
-    # the graph's actor class swapped for this run only (the module keeps its own, so Ray pickles the base by name)
-    embed.carry = SimpleNamespace(**{**vars(carry), "CarryingTaskActor": _standin(carry.CarryingTaskActor)})
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    DataContext.get_current().enable_progress_bars = False
     summary = pipeline.run(JobConfig(input=str(work / "in"), output=str(work / "out"), model="tiny",
-                                     batch_size=batch_size, rows_per_file=rows_per_file))
-    ray.shutdown()
+                                     batch_size=batch_size, rows_per_file=rows_per_file), actor_cls=_standin())
     files = sorted((work / "out").glob("part-*.parquet"))
     sizes = [f.stat().st_size for f in files]
     run = summary["this_run"]
@@ -150,15 +152,15 @@ def run_job(work: Path, n: int, batch_size: int, rows_per_file: int) -> dict:
             "rows_per_file": rows_per_file, "batch_size": batch_size, "duplicates": summary["duplicates"]}
 
 
-def _standin(base: type) -> type:
-    """The sampler actor with no model: each item's output is its input pixels (shipped to Ray
-    workers by value, with the class it extends)."""
+def _standin() -> type:
+    """The sampler actor with no model: each item's output is its input pixels. Made in a function,
+    so Ray ships the class to its workers by value (they cannot import this script)."""
     import socket
 
-    from pipeline.actor import OUTPUT_COLUMNS
+    from pipeline.actor import OUTPUT_COLUMNS, TaskActor
     from pipeline.tasks import TASKS
 
-    class StandInActor(base):
+    class StandInActor(TaskActor):
         def __init__(self, model: str, task: str = "restore", **_: object) -> None:  # noqa: ARG002
             self.task = TASKS[task]
             self.options, self.columns = self.task.check_options({}), OUTPUT_COLUMNS + self.task.extra_images

@@ -11,6 +11,7 @@ import torch
 
 from fcs.denoiser import Denoiser
 from fcs.families import family
+from fcs.oracles import ORACLES, load_oracle
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ BUILT = {  # name -> "module:builder" writing a random-weight model folder (test
     "tiny-flux": "fcs.families.tiny_flux:build_tiny_flux",
 }
 SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, committed with the package
-ORACLES = ("oracle-gauss", "oracle-latent", "oracle-gmm")  # analytic priors with exact posteriors (fcs.oracles)
 BUILTIN = (*BUILT, *SHIPPED, *ORACLES)
 TINY_CLIP = "tiny-clip"  # built-in random-weight CLIP vision model for style jobs (tests, --smoke)
 
@@ -149,8 +149,6 @@ def load_denoiser(
     from diffusers import DiffusionPipeline
 
     if str(model) in ORACLES:
-        from fcs.oracles import load_oracle
-
         return load_oracle(str(model))
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)

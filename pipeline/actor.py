@@ -16,13 +16,13 @@ import time
 import numpy as np
 
 from fcs.config import SamplerConfig
+from pipeline.schema import SAMPLER_METRICS
 from pipeline.tasks import TASKS, Items
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("id", "error", "out", "height", "width", "seed", "sample_s", "batch_size", "nfe",
-                  "residual_init", "residual_final", "peak_mem_mb", "worker", "node", "device",
-                  "started_at", "finished_at")
+OUTPUT_COLUMNS = ("id", "error", "out", "height", "width", "seed", *SAMPLER_METRICS.names, "started_at",
+                  "finished_at")
 
 
 class TaskActor:

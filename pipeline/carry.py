@@ -97,13 +97,17 @@ def encode_carrying(batch: pa.Table, **kwargs) -> pa.Table:
     return out
 
 
-class CarryingTaskActor(TaskActor):
-    """:class:`pipeline.actor.TaskActor` on pyarrow batches: the carried column passes by the sampler.
-    Same constructor arguments; the sampler sees the numpy batch Ray would have given it."""
+class CarryingTaskActor:
+    """A sampler actor (``actor_cls``, default :class:`pipeline.actor.TaskActor`, built with the other
+    keyword arguments) on pyarrow batches: the carried column passes by the sampler, which sees the
+    numpy batch Ray would have given it."""
+
+    def __init__(self, actor_cls: type = TaskActor, **kwargs) -> None:
+        self.sampler = actor_cls(**kwargs)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ray.data.block import BlockAccessor
 
         inner, packed = _detach(batch)
-        out = super().__call__(BlockAccessor.for_block(inner).to_batch_format("numpy"))
+        out = self.sampler(BlockAccessor.for_block(inner).to_batch_format("numpy"))
         return _attach(BlockAccessor.for_block(BlockAccessor.batch_to_block(out)).to_arrow(), packed)

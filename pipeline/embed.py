@@ -7,23 +7,27 @@ their own read and their own sink.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from pipeline import carry
+from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
+from pipeline.resources import Resources, plan_resources
 from pipeline.storage import ENDPOINT_ENV, Storage
 from pipeline.tasks import TASKS
 
 if TYPE_CHECKING:
     import ray.data
 
-    from pipeline.graph import Resources
+MAX_BATCH_RETRIES = 3  # tries of a batch whose sampler actor died, before the job fails
 
 
 def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = None,
-          resources: Resources | None = None, carried: pa.Schema | None = None) -> ray.data.Dataset:
+          resources: Resources | None = None, carried: pa.Schema | None = None,
+          actor_cls: type = TaskActor) -> ray.data.Dataset:
     """Run ``cfg``'s task over a Ray Dataset: prepare (read, decode, validate) -> the sampler actors ->
     encode (PNG), lazily, like any Ray Data transform.
 
@@ -42,6 +46,10 @@ def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = Non
         resources: what each sampler actor reserves; default planned from the connected cluster.
         carried: the input columns to copy (default: from ``ds.schema()`` and ``cfg.keep_columns``,
             which may read the first block to learn the schema).
+        actor_cls: the sampler stage, one instance per actor: constructed with
+            :class:`pipeline.actor.TaskActor`'s keyword arguments, called on numpy batches of the
+            prepared columns, returning its output columns (``pipeline.actor.OUTPUT_COLUMNS``);
+            default :class:`~pipeline.actor.TaskActor`. Benchmarks pass a stand-in without a model.
 
     Example::
 
@@ -52,8 +60,6 @@ def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = Non
         out.filter(lambda r: r["status"] == "ok").write_parquet("s3://bucket/restored/")
     """
     from ray.data import ActorPoolStrategy
-
-    from pipeline.graph import MAX_BATCH_RETRIES, _model_source, plan_resources
 
     task = TASKS[cfg.task]
     if carried is None:
@@ -77,9 +83,10 @@ def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = Non
         carry.CarryingTaskActor, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.actors),
         batch_size=cfg.batch_size, num_gpus=resources.gpus, num_cpus=resources.cpus,
         # the validated config and options travel as they are (Ray pickles the frozen SamplerConfig)
-        fn_constructor_kwargs=dict(model=_model_source(cfg.model), task=cfg.task, config=cfg.sampler,
-                                   options=cfg.task_options, device=resources.device, dtype=cfg.dtype,
-                                   threads=resources.threads, endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV),
+        fn_constructor_kwargs=dict(actor_cls=actor_cls, model=_model_source(cfg.model), task=cfg.task,
+                                   config=cfg.sampler, options=cfg.task_options, device=resources.device,
+                                   dtype=cfg.dtype, threads=resources.threads,
+                                   endpoint=cfg.s3_endpoint or os.environ.get(ENDPOINT_ENV),
                                    compile_unet=cfg.compile_unet, channels_last=cfg.channels_last,
                                    pad_to=cfg.batch_size if cfg.pad_batches else None),
         # a crashed actor is restarted and its batch retried, but a batch that keeps killing actors
@@ -105,3 +112,9 @@ def _arrow_schema(schema, cfg: JobConfig) -> pa.Schema:
                          "convert the dataset to Arrow blocks (map_batches(..., batch_format='pyarrow')) or leave "
                          "them out of keep_columns")
     return pa.schema(typed)
+
+
+def _model_source(model: str) -> str:
+    """What the actors stage and load: a local folder given relative to this driver becomes absolute
+    (workers do not share its working directory); hub ids, URIs and built-in names pass through."""
+    return str(Path(model).resolve()) if "://" not in model and Path(model).exists() else model

@@ -12,65 +12,31 @@ input columns a task does not consume ride along (:mod:`pipeline.carry`).
 
 Blocks hold several batches (up to MAX_BLOCK_ROWS rows, fewer when that would leave an actor idle):
 Ray Data's per-block costs are then paid once per many items. Ray Data restarts a crashed sampler
-actor (max_restarts=-1) and retries its in-flight block up to MAX_BATCH_RETRIES times; a retried
-commit overwrites its own file (see output.py).
+actor (max_restarts=-1) and retries its in-flight block up to ``embed.MAX_BATCH_RETRIES`` times; a
+retried commit overwrites its own file (see output.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import carry, embed, model_cache, output, sources
+from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
 from pipeline.errors import retried_kinds
+from pipeline.resources import Resources, plan_resources
 from pipeline.storage import Storage
-from pipeline.summary import summarize
+from pipeline.summary import COMMITTED_COLUMNS, RUN_COLUMNS, summarize
 from pipeline.tasks import TASKS
 
 log = logging.getLogger(__name__)
-MAX_BATCH_RETRIES = 3
 MAX_BLOCK_ROWS = 128     # rows per block of the CPU stages (a whole number of batches)
 BLOCKS_PER_ACTOR = 4     # blocks per sampler actor the pending items are split into, at least
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each sampler actor reserves, the torch device it is told to use, and its CPU threads."""
-
-    gpus: float
-    cpus: float
-    device: str
-    threads: int | None = None
-
-
-def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
-    """One GPU per actor when the cluster has GPUs, CPU otherwise; fail fast (ValueError) when the
-    request cannot be met, because Ray would otherwise wait for the missing GPUs without end."""
-    available = float(cluster.get("GPU", 0))
-    gpus = cfg.gpus_per_actor if cfg.gpus_per_actor is not None else (1.0 if available >= 1 else 0.0)
-    if gpus > 0 and gpus * cfg.actors > available:
-        raise ValueError(
-            f"{cfg.actors} sampler actor(s) with {gpus:g} GPU each need {gpus * cfg.actors:g} GPU(s) but the Ray "
-            f"cluster has {available:g}; lower actors, set gpus_per_actor (e.g. 0.5 to share a GPU, 0 for CPU), "
-            "or add GPU nodes"
-        )
-    device = "cpu" if gpus == 0 and cfg.device == "auto" else cfg.device
-    threads = None
-    if gpus == 0:
-        # Ray starts workers with one torch thread; on CPU share this machine's cores among the actors,
-        # keeping one core for the read/decode/encode stages.
-        threads = max(1, int(cfg.cpus_per_actor) or ((os.cpu_count() or 1) - 1) // cfg.actors)
-        log.warning("no GPU requested or found in the Ray cluster: %d sampler actor(s) run on CPU with %d torch "
-                    "thread(s) each (slow for real models)", cfg.actors, threads)
-    return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device, threads=threads)
 
 
 def block_rows(cfg: JobConfig, todo: int) -> int:
@@ -82,20 +48,21 @@ def block_rows(cfg: JobConfig, todo: int) -> int:
 
 def run_graph(
     cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources, todo: int,
-    carried: pa.Schema | None = None,
+    carried: pa.Schema | None = None, actor_cls: type = TaskActor,
 ) -> None:
-    """Stream the ``todo`` pending items through the stages (:func:`pipeline.embed.apply`) and commit
-    them to ``out``; ``carried``: the input columns copied to the output (:mod:`pipeline.carry`)."""
+    """Stream the ``todo`` pending items through the stages (:func:`pipeline.embed.apply`, sampling
+    with ``actor_cls``) and commit them to ``out``; ``carried``: the input columns copied to the
+    output (:mod:`pipeline.carry`)."""
     carried = carried if carried is not None else pa.schema([])
     ds = sources.read(inputs, done, block_rows=block_rows(cfg, todo), limit=cfg.limit)
-    ds = embed.apply(ds, cfg, storage=inputs.storage, resources=res, carried=carried)
+    ds = embed.apply(ds, cfg, storage=inputs.storage, resources=res, carried=carried, actor_cls=actor_cls)
     ds.write_datasink(output.ParquetCommitSink(out, run_id, carry.output_schema(cfg.task, carried), cfg.rows_per_file))
 
 
-def run(cfg: JobConfig) -> dict:
+def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
     """Run the job to completion (resuming whatever an earlier run committed) and return its
     summary, also written to ``<output>/_summary.json``. Connects to Ray ($RAY_ADDRESS or a new
-    local cluster) unless already connected."""
+    local cluster) unless already connected. ``actor_cls``: the sampler actor (see :func:`pipeline.apply`)."""
     import ray
 
     started = time.time()
@@ -123,12 +90,12 @@ def run(cfg: JobConfig) -> dict:
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
-        run_graph(cfg, inputs, done, out, run_id, res, todo, carried)
+        run_graph(cfg, inputs, done, out, run_id, res, todo, carried, actor_cls)
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))
-    summary = summarize(output.read_output(out, after, ["id", "status"]),
-                        output.read_output(out, new_files, ["status", "error", "sample_s", "nfe"]), inputs.ids,
-                        time.time() - started, cfg.actors)
+    summary = summarize(output.read_output(out, after, list(COMMITTED_COLUMNS)),
+                        output.read_output(out, new_files, list(RUN_COLUMNS)), inputs.ids, time.time() - started,
+                        cfg.actors)
     summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
                    family=model_cache.model_family(cfg.model, cfg.s3_endpoint),
                    gpus_per_actor=res.gpus if res else None, config=cfg.to_dict())
@@ -137,8 +104,3 @@ def run(cfg: JobConfig) -> dict:
              summary["pending"], summary["summary_uri"])
     return summary
 
-
-def _model_source(model: str) -> str:
-    """What the actors stage and load: a local folder given relative to this driver becomes absolute
-    (workers do not share its working directory); hub ids, URIs and built-in names pass through."""
-    return str(Path(model).resolve()) if "://" not in model and Path(model).exists() else model

@@ -7,12 +7,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # PNG bytes + a file name
-OUTPUT_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("status", pa.string()),            # "ok" | "error"
-    ("error", pa.string()),             # null or a one-line reason starting with the stage name
-    ("error_kind", pa.string()),        # null, "transient" (a rerun may succeed) or "permanent" (pipeline.errors)
-    ("image", IMAGE_TYPE),              # PNG, null on error
+SAMPLER_METRICS = pa.schema([  # measured per item by the sampler actor; the encode stage copies them as they are
     ("sample_s", pa.float64()),         # sampler seconds for this item (batch time / batch size)
     ("batch_size", pa.int32()),
     ("nfe", pa.int64()),                # UNet forward passes
@@ -22,6 +17,14 @@ OUTPUT_SCHEMA = pa.schema([
     ("worker", pa.string()),
     ("node", pa.string()),
     ("device", pa.string()),
+])
+OUTPUT_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("status", pa.string()),            # "ok" | "error"
+    ("error", pa.string()),             # null or a one-line reason starting with the stage name
+    ("error_kind", pa.string()),        # null, "transient" (a rerun may succeed) or "permanent" (pipeline.errors)
+    ("image", IMAGE_TYPE),              # PNG, null on error
+    *SAMPLER_METRICS,
     ("model", pa.string()),
     ("task", pa.string()),
     ("seed", pa.int64()),

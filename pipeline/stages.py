@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.errors import ItemError, error_kind, one_line
+from pipeline.schema import SAMPLER_METRICS
 from pipeline.storage import READ_ATTEMPTS, Storage, worth_retrying
 from pipeline.tasks import TASKS, Task
 
@@ -188,8 +189,7 @@ def encode(batch: pa.Table, *, model: str, task: str) -> pa.Table:
     data = {
         "id": cols["id"], "status": ["error" if e else "ok" for e in errors], "error": errors,
         "error_kind": [error_kind(e) for e in errors], "image": pngs["image"],
-        **{name: column(name) for name in ("sample_s", "batch_size", "nfe", "residual_init", "residual_final",
-                                           "peak_mem_mb", "worker", "node", "device")},
+        **{name: column(name) for name in SAMPLER_METRICS.names},
         "model": [model] * n, "task": [task] * n, "seed": column("seed"),
         "started_at": stamp("started_at"), "finished_at": stamp("finished_at"),
         **{name: pngs[name] for name in spec.extra_images},

@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+COMMITTED_COLUMNS = ("id", "status")                   # what summarize reads of every committed row
+RUN_COLUMNS = ("status", "error", "sample_s", "nfe")   # and of the rows this run committed
 _QUOTED = re.compile(r"'[^']*'")  # a path or URI quoted by an error, e.g. read: cannot read image 's3://b/x.png'
 _SIZE = re.compile(r"\b\d+x\d+\b")
 
@@ -17,8 +19,8 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
     """Summary of an output.
 
     Args:
-        output: id and status of every committed row. new: status, error, sample_s and nfe of the
-            rows committed by this run.
+        output: ``COMMITTED_COLUMNS`` of every committed row. new: ``RUN_COLUMNS`` of the rows
+            committed by this run.
         input_ids: all input ids. wall_s: this run's wall time. actors: sampler actors in this run.
     """
     ids = output.column("id")

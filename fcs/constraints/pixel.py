@@ -10,7 +10,8 @@ from torch import Tensor
 from fcs.constraints.base import Constraint
 
 
-def _rms(x: Tensor) -> Tensor:
+def rms(x: Tensor) -> Tensor:
+    """Root mean square per item: (B, ...) -> (B,), never exactly 0 (its gradient stays finite)."""
     return x.pow(2).flatten(1).mean(1).add(1e-12).sqrt()
 
 
@@ -67,4 +68,4 @@ class SuperResolution(ImageLoss):
             raise ValueError(f"scale must be a positive integer, got {scale!r}")
         low_res = low_res.float()
         self.scale, self.low_res = int(scale), low_res
-        super().__init__(decode, lambda decoded: _rms(downsample(decoded, self.scale) - low_res))
+        super().__init__(decode, lambda decoded: rms(downsample(decoded, self.scale) - low_res))

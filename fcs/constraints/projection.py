@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fcs.constraints.base import Constraint
-from fcs.constraints.pixel import _rms, downsample
+from fcs.constraints.pixel import downsample, rms
 
 
 class ProjectedConstraint(Constraint):
@@ -56,4 +56,4 @@ class EncoderSuperResolution(ProjectedConstraint):
             up = F.interpolate(low_res - downsample(img, self.scale), scale_factor=self.scale, mode="bicubic")
             return img + up
 
-        super().__init__(decode, encode, project, lambda img: _rms(downsample(img, self.scale) - low_res))
+        super().__init__(decode, encode, project, lambda img: rms(downsample(img, self.scale) - low_res))

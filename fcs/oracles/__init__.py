@@ -10,13 +10,13 @@ Each is an :class:`OracleDenoiser` in any convention (ε, v, flow) with ``poster
 
 from __future__ import annotations
 
-from fcs.loading import ORACLES
 from fcs.oracles.denoiser import OracleDenoiser
 from fcs.oracles.gaussian import StationaryGaussian
 from fcs.oracles.linear_vae import LinearVAE
 from fcs.oracles.mixture import GaussianMixture, grid_mixture
 from fcs.oracles.posterior import GaussianPosterior, MixturePosterior
 
+ORACLES = ("oracle-gauss", "oracle-latent", "oracle-gmm")  # the built-in names (fcs.loading.BUILTIN)
 GMM_DIM = 8
 
 

@@ -7,7 +7,7 @@ import pytest
 from jobs import batch
 from jobs.batch import load_yaml
 from pipeline.config import JobConfig
-from pipeline.graph import plan_resources
+from pipeline.resources import plan_resources
 from pipeline.tasks import TASKS
 
 
