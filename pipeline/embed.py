@@ -55,7 +55,8 @@ def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = Non
 
         import ray, pipeline
         ds = ray.data.read_parquet("s3://bucket/damaged/")        # id, image, mask, caption, ...
-        cfg = pipeline.JobConfig(input="s3://bucket/damaged", output="s3://bucket/restored", task="restore")
+        cfg = pipeline.JobConfig(input="s3://bucket/damaged", output="s3://bucket/restored",
+                                 model="stable-diffusion-v1-5/stable-diffusion-v1-5", task="restore")
         out = pipeline.apply(ds, cfg)
         out.filter(lambda r: r["status"] == "ok").write_parquet("s3://bucket/restored/")
     """
