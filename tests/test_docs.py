@@ -51,6 +51,17 @@ def test_links_land(page):
 
 
 @pytest.mark.parametrize("page", PROSE, ids=name)
+def test_code_fences_pair_up(page):
+    """Fences open and close in pairs around something: a stray one would hide a block from the checks."""
+    lines = page.read_text().splitlines()
+    fences = [i for i, line in enumerate(lines) if line.startswith("```")]
+    assert len(fences) % 2 == 0, f"{name(page)}: an unclosed fence"
+    for start, end in zip(fences[::2], fences[1::2], strict=True):
+        assert lines[end] == "```" and any(line.strip() for line in lines[start + 1:end]), \
+            f"{name(page)}: the block at line {start + 1} is empty or opens inside another"
+
+
+@pytest.mark.parametrize("page", PROSE, ids=name)
 def test_no_tracker_issue_numbers(page):
     found = re.findall(r"(?i)\b(?:issue|pr|pull request)s? #?\d+|(?<![\w&/])#\d+\b", page.read_text())
     assert not found, f"{name(page)} cites the tracker ({found}): say what changed instead"

@@ -27,8 +27,9 @@ def test_python_example_runs(page, index, tmp_path, fcs_cache):
     mask = np.zeros((40, 56), np.uint8)
     mask[10:30, 20:40] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    code = blocks(page, "python")[index].replace("num_inference_steps=20, newton_steps=5",
-                                                 "num_inference_steps=2, newton_steps=1")
+    code = blocks(page, "python")[index]
+    assert code.strip(), "an empty block (a fence opened twice?)"
+    code = code.replace("num_inference_steps=20, newton_steps=5", "num_inference_steps=2, newton_steps=1")
     env = {**os.environ, "FCS_CACHE": str(fcs_cache), "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
