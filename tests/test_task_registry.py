@@ -1,5 +1,5 @@
 """Every task of the registry is complete: a runner, a schema, CLI flags for its options, sampler
-defaults from ``fcs``, a job config example that loads, a README section and a test file
+defaults from ``fcs``, a job config example that loads, a section in docs/jobs.md and a test file
 (the recipe in CONTRIBUTING.md)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def test_task_is_complete(name):
     example = batch.load_yaml(batch.CONFIGS / f"{name}.yaml")
     cfg = JobConfig.from_dict(example)
     assert cfg.task == name and set(cfg.task_options) == {o.name for o in task.options}
-    assert f"**`fcs run {name}`**" in (ROOT / "README.md").read_text(), "README section missing"
+    assert f"**`fcs run {name}`**" in (ROOT / "docs" / "jobs.md").read_text(), "docs/jobs.md section missing"
     assert (ROOT / TEST_FILES.get(name, f"tests/tasks/test_{name}.py")).exists()
 
 

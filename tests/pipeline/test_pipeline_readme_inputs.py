@@ -1,25 +1,20 @@
-"""The README's input-kind commands run as written, against a moto S3 bucket holding one dataset per
-kind (``bucket`` is replaced by the test's bucket; the endpoint and a fast sampler are appended)."""
+"""The input-kind commands of docs/inputs.md run as written, against a moto S3 bucket holding one dataset
+per kind (``bucket`` is replaced by the test's bucket; the endpoint and a fast sampler are appended)."""
 
 from __future__ import annotations
 
 import io
-import re
-import shlex
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from docs_pages import DOCS, blocks, fcs_commands
 from input_kinds import img2dataset_shard
 from pipeline_testdata import good_rows, hole, photo, png
 
 from pipeline import carry, output
 from pipeline.storage import Storage
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = README.read_text().split("### Input kinds and metadata", 1)[1]
-COMMANDS = [line for line in re.search(r"```bash\n(.*?)```", SECTION, flags=re.S).group(1).splitlines()
-            if line.startswith("fcs run")]
+COMMANDS = fcs_commands(blocks(DOCS / "inputs.md", "bash")[0])  # the page's first block: one command per kind
 EXPECTED = {  # output prefix -> (ids, carried columns)
     "restored-parquet": (["item-000", "item-001"], ["caption"]),
     "restored-folder": (["a", "b"], []),
@@ -44,18 +39,19 @@ def _upload(fs, bucket: str) -> None:
         fs.pipe_file(f"{bucket}/shards/{shard:05d}.tar", img2dataset_shard(shard)[0])
 
 
-def test_readme_has_one_command_per_input_kind():
-    assert len(COMMANDS) == 4 and all(any(name in c for c in COMMANDS) for name in EXPECTED)
+def test_docs_have_one_command_per_input_kind():
+    outputs = [argv[argv.index("--output") + 1] for argv in COMMANDS]
+    assert len(COMMANDS) == 4 and all(any(name in o for o in outputs) for name in EXPECTED)
 
 
-def test_readme_input_commands_run(ray_address, s3_endpoint, bucket):
+def test_docs_input_commands_run(ray_address, s3_endpoint, bucket):
     import s3fs
 
     from jobs.cli import main
 
     _upload(s3fs.S3FileSystem(endpoint_url=s3_endpoint), bucket)
     for command in COMMANDS:
-        args = [a.replace("s3://bucket/", f"s3://{bucket}/") for a in shlex.split(command)[1:]]
+        args = [a.replace("s3://bucket/", f"s3://{bucket}/") for a in command[1:]]
         assert main(args + ["--s3-endpoint", s3_endpoint, "--steps", "2", "--newton-steps", "1"]) == 0, command
         name = args[args.index("--output") + 1].rstrip("/").rsplit("/", 1)[1]
         ids, columns = EXPECTED[name]
