@@ -256,7 +256,7 @@ COMPACT = ("newton paper", "newton fast", "cg S16 K2", "cg S20 K4", "dps S20", "
 
 
 def compact(summary: dict) -> str:
-    """The README's table: the sample-mean error ``err`` (NFE in brackets; ``rmse`` ×1000 in square
+    """The compact table of docs/results.md: the sample-mean error ``err`` (NFE in brackets; ``rmse`` ×1000 in square
     brackets where Σ_post = 0) per oracle and task for the main settings, and the exact samples' own
     value (the floor)."""
     head = "| oracle | task | exact | " + " | ".join(COMPACT) + " |"
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
                     run_image(name, task, p, done, journal)
     summary = summarise(read_journal())
     (RESULTS / "oracle.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (RESULTS / "oracle.md").write_text(markdown(summary) + "\n\n## Compact (the README's table)\n\n" +
+    (RESULTS / "oracle.md").write_text(markdown(summary) + "\n\n## Compact (the table of docs/results.md)\n\n" +
                                        compact(summary) + "\n")
     figure(summary, RESULTS / "oracle.png")
     print(markdown(summary))

@@ -188,7 +188,7 @@ def main() -> None:
 
 
 def pivot(rows: list[dict], key: str = "psnr_hole") -> list[str]:
-    """A task × method table of one metric (the README's summary)."""
+    """A task × method table of one metric (the summary in docs/results.md)."""
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     lines = ["| task | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for task in TASKS:

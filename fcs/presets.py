@@ -9,7 +9,7 @@
             48 forwards for latent-mask inpainting; S = 20, K = 4, 100 forwards where the error comes
             through the decoder (super-resolution). Closer to the exact posterior than paper on 9 of 10
             oracle rows (``benchmarks/oracle.py``), the photo model's recommendation, but below paper
-            on the pixel-space digits model's box holes (``benchmarks/frontier.py``; README, "Quality
+            on the pixel-space digits model's box holes (``benchmarks/frontier.py``; docs/results.md, "Quality
             vs cost").
 
 Which preset applies: the one named (``--preset``, ``preset:``), else the model's own recommendation

@@ -15,7 +15,7 @@ def counts() -> dict[str, dict[str, int]]:
 
 
 def test_parameter_counts_match_the_published_models(counts) -> None:
-    assert round(counts["sd15"]["denoiser"] / 1e6, 1) == 859.5  # the SD 1.5 UNet, as the README states
+    assert round(counts["sd15"]["denoiser"] / 1e6, 1) == 859.5  # the SD 1.5 UNet, as docs/scaling.md states
     assert round(counts["sd15"]["vae"] / 1e6, 1) == 83.7 and round(counts["sd15"]["text_encoder"] / 1e6, 1) == 123.1
     assert 2.55e9 < counts["sdxl"]["denoiser"] < 2.58e9  # SDXL base UNet ≈ 2.57 B
     assert 690e6 < counts["sdxl"]["text_encoder_2"] < 700e6  # OpenCLIP bigG with projection ≈ 695 M
