@@ -18,9 +18,9 @@ from fcs.config import SamplerConfig
 from fcs.denoiser import Denoiser
 from fcs.families import family
 from fcs.images import Source, to_mask_array, to_rgb_array
-from fcs.inpaint import inpaint
 from fcs.loading import load_denoiser, model_folder
 from fcs.presets import choose_preset, with_preset
+from fcs.tasks import Items, inpaint
 
 
 @dataclass
@@ -35,7 +35,7 @@ class InpaintOutput:
 
 class FastConstrainedInpaintPipeline:
     """Training-free inpainting with any SD (or pixel-space) checkpoint; a thin shell over
-    :func:`fcs.inpaint.inpaint`."""
+    `fcs.tasks.inpaint.run`."""
 
     def __init__(self, denoiser: Denoiser) -> None:
         self.denoiser = denoiser
@@ -87,9 +87,9 @@ class FastConstrainedInpaintPipeline:
         if config is None:
             config = with_preset(SamplerConfig(), choose_preset(preset, model_folder(self.denoiser.name)))
         config = SamplerConfig.from_dict({**config.to_dict(), **given})
-        results = inpaint(
-            self.denoiser, [to_rgb_array(x) for x in images], [to_mask_array(m) for m in masks],
-            prompts, seeds, config, show_progress,
+        results = inpaint.run(
+            self.denoiser, Items([to_rgb_array(x) for x in images], [to_mask_array(m) for m in masks], prompts, seeds),
+            config, show_progress=show_progress,
         )
         for res in results:
             if res.error:
