@@ -9,6 +9,7 @@ import pkgutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import fcs.tasks
 from fcs import SamplerConfig
@@ -55,20 +56,24 @@ def test_options_are_checked_once_with_defaults_and_names():
 
 
 @pytest.mark.parametrize("name", list(TASKS))
-def test_task_runs_the_fcs_function_of_the_one_signature(name):
-    """run(denoiser, items, config=<the task's sampler defaults>, *, <options with defaults>), where the
-    options are the registry's (the style task's clip is built from clip_model by its keywords hook)."""
+def test_task_runs_the_fcs_function_of_the_one_signature(name, sd, fcs_cache, monkeypatch):
+    """run(denoiser, items, config=<the task's sampler defaults>, *, <keyword options>), and the keywords the
+    registry builds from the checked options (once per actor) are options that ``run`` takes."""
+    monkeypatch.setenv("FCS_CACHE", str(fcs_cache))  # style's tiny-clip is written there, not in ~/.cache
     task = TASKS[name]
-    params = list(inspect.signature(task.run).parameters.values())
+    assert task.run.__module__ == f"fcs.tasks.{task.run.__module__.split('.')[-1]}" and task.run.__name__ == "run"
+    signature = inspect.signature(task.run)
+    params = list(signature.parameters.values())
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     assert [(p.name, p.kind) for p in params[:3]] == [(n, positional) for n in ("denoiser", "items", "config")]
     assert params[2].default == task.sampler  # one place for the task's sampler defaults
     options = {p.name: p for p in params[3:]}
     assert all(p.kind is p.KEYWORD_ONLY for p in options.values()), [p.kind for p in options.values()]
-    assert inspect.signature(task.run).return_annotation == "list[TaskResult]"
-    if task.keywords.__name__ == "_as_given":  # options pass through as keywords: names and defaults match
-        assert all(options[o.name].default == o.default for o in task.options), options
-    assert task.run.__module__.startswith("fcs.tasks.") and task.run.__name__ == "run"
+    assert signature.return_annotation == "list[TaskResult]"
+    keywords = task.keywords(sd, task.check_options(task.smoke))
+    assert set(keywords) <= set(options), f"{name}: run takes no {sorted(set(keywords) - set(options))}"
+    required = {n for n, p in options.items() if p.default is p.empty}
+    assert required <= set(keywords), f"{name}: the registry never passes {sorted(required - set(keywords))}"
 
 
 def test_adding_a_task_is_its_fcs_module_and_a_registry_entry():
@@ -79,10 +84,9 @@ def test_adding_a_task_is_its_fcs_module_and_a_registry_entry():
 
 
 def test_style_keywords_load_clip_once_and_check_the_size(sd, fcs_cache, monkeypatch):
-    monkeypatch.setenv("FCS_CACHE", str(fcs_cache))  # tiny-clip is written there, not in ~/.cache
+    monkeypatch.setenv("FCS_CACHE", str(fcs_cache))
     task = TASKS["style"]
     keywords = task.keywords(sd, task.check_options(task.smoke))
-    assert set(keywords) == {"clip", "size"} and keywords["size"] == (64, 64)
-    assert set(keywords) <= set(inspect.signature(task.run).parameters)
+    assert isinstance(keywords["clip"], torch.nn.Module) and keywords["size"] == (64, 64)
     with pytest.raises(ValueError, match=r"'task_options\.size': \[72, 72\] is not a multiple of"):
         task.keywords(sd, task.check_options({**task.smoke, "size": [72, 72]}))
