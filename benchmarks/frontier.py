@@ -48,7 +48,7 @@ def newton_settings(model: str, task: str) -> dict[str, dict]:
 
     from fcs import SamplerConfig
     from fcs.presets import PRESETS, with_preset
-    from fcs.superres import SR_DEFAULTS
+    from fcs.tasks.superres import SR_DEFAULTS
 
     lr = {"lr": 0.1} if task.startswith("sr") else {}
     base = SR_DEFAULTS if task.startswith("sr") else SamplerConfig()

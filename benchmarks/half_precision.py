@@ -31,7 +31,7 @@ H_VALUES = (0.005, 0.02, 0.05)
 def settings(task: str) -> dict[str, dict]:
     from fcs import SamplerConfig
     from fcs.presets import with_preset
-    from fcs.superres import SR_DEFAULTS
+    from fcs.tasks.superres import SR_DEFAULTS
 
     base = with_preset(SR_DEFAULTS if task == "sr2" else SamplerConfig(), "fast")
     fields = {"steps": base.steps, "newton_steps": base.newton_steps, "lr": base.lr}

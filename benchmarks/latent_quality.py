@@ -71,8 +71,8 @@ def config_for(method: str, task: str, steps: int, zeta: float = 1.0):
 
 def restore(den, method: str, task: str, truth: np.ndarray, steps: int, zeta: float = 1.0) -> tuple[list, list]:
     """Outputs (uint8 arrays) and NFE per item of ``method`` on ``task`` for uint8 (N, H, W, 3) ``truth``."""
-    from fcs import inpaint
-    from fcs.superres import superres
+    from fcs import Items, inpaint
+    from fcs.tasks import superres
 
     n, size = len(truth), truth.shape[1]
     if task in SR:
@@ -83,8 +83,7 @@ def restore(den, method: str, task: str, truth: np.ndarray, steps: int, zeta: fl
 
             return [np.asarray(Image.fromarray(x).resize((size, size), Image.BICUBIC)) for x in low], [0] * n
         variant = "encoder" if method.endswith("-enc") else "decoder"
-        res = superres(den, low, scale=scale, seeds=list(range(n)), config=config_for(method, task, steps, zeta),
-                       variant=variant)
+        res = superres.run(den, Items(low), config_for(method, task, steps, zeta), scale=scale, variant=variant)
         return [r.image for r in res], [r.nfe for r in res]
     masks = masks_for(task, n, size)
     if method == "classical":
@@ -94,7 +93,7 @@ def restore(den, method: str, task: str, truth: np.ndarray, steps: int, zeta: fl
         filled = [inpaint_biharmonic(t / 255.0, m.astype(bool), channel_axis=2) for t, m in pairs]
         out = [np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8) for f in filled]
         return out, [0] * n
-    res = inpaint(den, list(truth), masks, seeds=list(range(n)), config=config_for(method, task, steps, zeta))
+    res = inpaint(den, Items(list(truth), masks), config_for(method, task, steps, zeta))
     return [r.image for r in res], [r.nfe for r in res]
 
 
@@ -149,8 +148,8 @@ def tune_zeta(den, method: str, task: str, steps: int, grid: tuple[float, ...]) 
 def layers_rows(den, n: int, steps: int) -> list[dict]:
     """Layer extraction on composites of two held-out crops: α a disk, the rough region its box + margin."""
     from fcs import SamplerConfig
-    from fcs.layers import extract_layers
     from fcs.photos import held_out_crops
+    from fcs.tasks.layers import extract_layers
 
     crops = held_out_crops(128, per_photo=2, seed=1)
     size, rows = 128, []

@@ -54,7 +54,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     from fcs import SamplerConfig, load_denoiser
-    from fcs.layers import extract_layers, recompose
+    from fcs.tasks.layers import extract_layers, recompose
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=16)

@@ -59,7 +59,7 @@ def settings(task: str) -> dict[str, tuple[str, dict]]:
 
     from fcs import SamplerConfig
     from fcs.presets import with_preset
-    from fcs.superres import SR_DEFAULTS
+    from fcs.tasks.superres import SR_DEFAULTS
 
     sr = task == "sr2"
     base = SR_DEFAULTS if sr else SamplerConfig()

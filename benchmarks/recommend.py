@@ -51,7 +51,7 @@ def measure(model: str) -> dict:
 
     from fcs import SamplerConfig
     from fcs.presets import PRESETS, with_preset
-    from fcs.superres import SR_DEFAULTS
+    from fcs.tasks.superres import SR_DEFAULTS
 
     den, _ = load(model, 1)
     truth = training_set(model)

@@ -26,8 +26,8 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from fcs import SamplerConfig, load_denoiser
-    from fcs.superres import superres
+    from fcs import Items, SamplerConfig, load_denoiser
+    from fcs.tasks import superres
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
@@ -47,7 +47,7 @@ def main() -> None:
         if den.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        res = superres(den, lows, scale=args.scale, config=config, variant=variant)
+        res = superres.run(den, Items(lows), config, scale=args.scale, variant=variant)
         seconds = (time.perf_counter() - start) / args.n
         rows.append({
             "variant": variant, "seconds_per_item": seconds,

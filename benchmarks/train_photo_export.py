@@ -106,12 +106,12 @@ def _samples(folder: Path, held: np.ndarray, path: Path, n: int = 8) -> None:
     """Unconstrained DDIM samples (50 steps, empty prompt) above ``n`` real held-out crops."""
     from PIL import Image
 
-    from fcs import SamplerConfig, inpaint, load_denoiser
+    from fcs import Items, SamplerConfig, inpaint, load_denoiser
 
     den = load_denoiser(folder, device="cpu", dtype="float32")
     blank = [np.zeros((128, 128, 3), np.uint8)] * n
-    results = inpaint(den, blank, [np.ones((128, 128), np.float32)] * n, seeds=list(range(n)),
-                      config=SamplerConfig(method="ddim", steps=50, composite=False))
+    results = inpaint(den, Items(blank, [np.ones((128, 128), np.float32)] * n),
+                      SamplerConfig(method="ddim", steps=50, composite=False))
     top = np.concatenate([r.image for r in results], axis=1)
     bottom = np.concatenate(list(held[::max(1, len(held) // n)][:n]), axis=1)
     Image.fromarray(np.concatenate([top, bottom], axis=0)).save(path)

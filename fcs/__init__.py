@@ -6,24 +6,27 @@ Public API:
     Schedule                           x_t = α_t·x0 + σ_t·ε and the DDIM transition
     constraints.*                      LatentInpaint, PixelInpaint, SuperResolution, ImageLoss
     newton, dps, replacement, ddim     samplers with one shared signature (SAMPLERS registry)
-    SamplerConfig, inpaint             the inpainting task on arrays (one ItemResult per item)
+    SamplerConfig                      the sampler's settings (steps, K, lr, guidance, preset fields)
+    tasks, Items, TaskResult           tasks on arrays, one signature: tasks.<name>.run(den, Items, config, **options)
+    inpaint                            tasks.inpaint.run: inpaint(den, Items(images, masks), config)
     FastConstrainedInpaintPipeline     a diffusers-style pipeline returning PIL images
 """
 
-from fcs import constraints
+from fcs import constraints, tasks
 from fcs.config import SamplerConfig
 from fcs.denoiser import Cond, Denoiser
 from fcs.families.unet import UNetDenoiser
-from fcs.inpaint import inpaint
 from fcs.inpaint_pipeline import FastConstrainedInpaintPipeline, InpaintOutput
 from fcs.loading import load_denoiser
-from fcs.sample import ItemResult
 from fcs.samplers import SAMPLERS, SampleResult, ddim, dps, newton, replacement
 from fcs.schedule import Schedule
+from fcs.tasks.items import Items, TaskResult
+
+inpaint = tasks.inpaint.run
 
 __all__ = [
-    "SAMPLERS", "Cond", "Denoiser", "FastConstrainedInpaintPipeline", "InpaintOutput", "ItemResult", "SampleResult",
-    "SamplerConfig", "Schedule", "UNetDenoiser", "constraints", "ddim", "dps", "inpaint", "load_denoiser", "newton",
-    "replacement",
+    "SAMPLERS", "Cond", "Denoiser", "FastConstrainedInpaintPipeline", "InpaintOutput", "Items", "SampleResult",
+    "SamplerConfig", "Schedule", "TaskResult", "UNetDenoiser", "constraints", "ddim", "dps", "inpaint", "load_denoiser",
+    "newton", "replacement", "tasks",
 ]
 __version__ = "0.1.0"

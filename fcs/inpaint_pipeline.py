@@ -27,9 +27,9 @@ from fcs.config import SamplerConfig
 from fcs.denoiser import Denoiser
 from fcs.diffusers_args import batch_inputs, check_call, format_images, resize, seeds_for
 from fcs.families import family
-from fcs.inpaint import inpaint
 from fcs.loading import load_denoiser, model_folder
 from fcs.presets import choose_preset, with_preset
+from fcs.tasks import Items, inpaint
 
 
 @dataclass
@@ -47,7 +47,7 @@ class InpaintOutput:
 
 class FastConstrainedInpaintPipeline:
     """Training-free inpainting with any SD (or pixel-space) checkpoint; a thin shell over
-    :func:`fcs.inpaint.inpaint`."""
+    `fcs.tasks.inpaint.run`."""
 
     def __init__(self, denoiser: Denoiser) -> None:
         self.denoiser = denoiser
@@ -110,7 +110,7 @@ class FastConstrainedInpaintPipeline:
         images, masks, prompts = batch_inputs(image, mask_image, prompt, num_images_per_prompt)
         images, masks = resize(images, masks, height, width, self.denoiser.size_multiple)
         seeds = seeds_for(len(images), seed, generator)
-        results = inpaint(self.denoiser, images, masks, prompts, seeds, config, show_progress)
+        results = inpaint.run(self.denoiser, Items(images, masks, prompts, seeds), config, show_progress=show_progress)
         for res in results:
             if res.error:
                 raise RuntimeError(res.error)

@@ -91,7 +91,7 @@ def write_previews(input_folder: Path, restored, preview_folder: Path) -> int:
 def hole_psnr(input_folder: Path, restored, cfg) -> dict[str, float]:
     """Mean hole PSNR (dB) of the job's restorations and of the replacement baseline, run here on the
     same items, model, seeds and steps: the demo's photos are whole, so the holes' truth is known."""
-    from fcs import inpaint, load_denoiser
+    from fcs import Items, inpaint, load_denoiser
 
     rows = [r for r in restored.to_pylist() if r["image"] is not None]
     if not rows:
@@ -99,7 +99,7 @@ def hole_psnr(input_folder: Path, restored, cfg) -> dict[str, float]:
     pairs = [_load(input_folder, r["id"]) for r in rows]
     job = [psnr(img, _decode(r), hole) for r, (img, hole) in zip(rows, pairs, strict=True)]
     den = load_denoiser(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    baseline = inpaint(den, [p[0] for p in pairs], [p[1].astype(np.float32) for p in pairs],
-                       seeds=[r["seed"] for r in rows], config=replace(cfg.sampler, method="replacement"))
+    items = Items([p[0] for p in pairs], [p[1].astype(np.float32) for p in pairs], seeds=[r["seed"] for r in rows])
+    baseline = inpaint(den, items, replace(cfg.sampler, method="replacement"))
     base = [psnr(img, res.image, hole) for res, (img, hole) in zip(baseline, pairs, strict=True)]
     return {cfg.sampler.method: float(np.mean(job)), "replacement": float(np.mean(base)), "items": len(rows)}

@@ -16,8 +16,9 @@ import time
 import numpy as np
 
 from fcs.config import SamplerConfig
+from fcs.tasks import Items
 from pipeline.schema import SAMPLER_METRICS
-from pipeline.tasks import TASKS, Items
+from pipeline.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class TaskActor:
         self.denoiser.accelerate(compile=compile_unet, channels_last=channels_last)
         self.pad_to = pad_to if self.task.batched else None
         self.device = str(self.denoiser.device)
-        self.resource = self.task.load(self.denoiser, self.options) if self.task.load else None
+        self.keywords = self.task.keywords(self.denoiser, self.options)
 
     def __call__(self, batch: dict) -> dict:
         """Batch columns (numpy arrays): id, error, rgb (uint8 H*W*3 bytes), mask (float32 H*W bytes or
@@ -124,10 +125,10 @@ class TaskActor:
         def run(*columns: list, pad: bool = False) -> list:
             n = len(columns[0])
             if not (pad and self.pad_to and n < self.pad_to):
-                return self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)
+                return self.task.run(self.denoiser, Items(*columns), self.config, **self.keywords)
             # items are independent: the copies change nothing but the shapes the GPU sees
             columns = tuple(list(c) + [c[-1]] * (self.pad_to - n) for c in columns)
-            results = self.task.run(self.denoiser, Items(*columns), self.config, self.options, self.resource)[:n]
+            results = self.task.run(self.denoiser, Items(*columns), self.config, **self.keywords)[:n]
             for res in results:  # report the real rows: per-item time over them, not over the copies
                 res.sample_s, res.batch_size = res.sample_s * self.pad_to / n, n
             return results

@@ -73,7 +73,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
 
 def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict, reads: _Reads) -> dict:
     from fcs.images import image_size, to_rgb_array
-    from fcs.inpaint import check_pair
+    from fcs.tasks.inpaint import check_pair
 
     out = {}
     if raw.get("prompt") is not None:

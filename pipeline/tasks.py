@@ -10,9 +10,11 @@
                                                         border of pad pixels
 
 A task owns its option schema (defaults and checks), its sampler defaults (an ``fcs`` SamplerConfig),
-whether rows carry a mask, its per-item checks, its extra output image columns, what the sampler actor
-loads for it, the runner from arrays to ``fcs`` results, and its ``fcs run <task>`` help. The actor,
-the stages, the job config and the CLI all read ``TASKS``; adding a task is one entry here (see
+whether rows carry a mask, its per-item checks, its extra output image columns, its ``fcs`` task
+function (``fcs.tasks.<name>.run``, one signature for all), how its checked options become that
+function's keywords (as they are, unless the task says otherwise: style loads its CLIP model from
+``clip_model`` once per actor), and its ``fcs run <task>`` help. The actor, the stages, the job config
+and the CLI all read ``TASKS``; adding a task is its ``fcs.tasks`` module plus one entry here (see
 CONTRIBUTING.md). Nothing here imports Ray.
 """
 
@@ -20,32 +22,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from fcs.config import SamplerConfig
-from fcs.layers import LAYERS_DEFAULTS, ROUNDS, SAMPLES, regions
 from fcs.loading import TINY_CLIP
-from fcs.outpaint import DEFAULT_PAD
 from fcs.presets import DEFAULT_PRESET, with_preset
-from fcs.style import DEFAULT_CLIP, DEFAULT_SIZE, STYLE_DEFAULTS
-from fcs.superres import DEFAULT_SCALE, SCALES, SR_DEFAULTS, VARIANTS
+from fcs.tasks import inpaint, layers, outpaint, style, superres
+from fcs.tasks.layers import LAYERS_DEFAULTS, ROUNDS, SAMPLES, regions
+from fcs.tasks.outpaint import DEFAULT_PAD
+from fcs.tasks.style import DEFAULT_CLIP, DEFAULT_SIZE, STYLE_DEFAULTS
+from fcs.tasks.superres import DEFAULT_SCALE, SCALES, SR_DEFAULTS, VARIANTS
 from pipeline.schema import output_schema
 
 MAX_REGIONS = 16  # a layers mask with more separate parts is an error row (specks cost a sample each)
 
 Check = Callable[[Any], "str | None"]  # None when the value is fine, else what was expected
-
-
-class Items(NamedTuple):
-    """A batch's valid rows as arrays: uint8 (H, W, 3) images, float32 (H, W) masks (or None), prompts, seeds."""
-
-    images: list[np.ndarray]
-    masks: list[np.ndarray | None]
-    prompts: list[str]
-    seeds: list[int]
 
 
 @dataclass(frozen=True)
@@ -71,6 +65,10 @@ def _same_size(h: int, w: int, options: dict) -> tuple[int, int]:
     return h, w
 
 
+def _as_given(denoiser: Any, options: dict) -> dict:
+    return dict(options)
+
+
 @dataclass(frozen=True)
 class Task:
     """One job task.
@@ -78,10 +76,12 @@ class Task:
     Attributes:
         name: the task's name (``fcs run <name>``, the ``task`` column).
         about: one sentence for ``--help``. examples: command lines for the ``--help`` epilog.
-        run: (denoiser, items, config, options, resource) -> one ``fcs.sample.ItemResult`` per item.
+        run: the ``fcs`` task function, ``run(denoiser, items: fcs.tasks.Items, config, **keywords)`` -> one
+            ``fcs.tasks.TaskResult`` per item (``fcs.tasks.<name>.run``).
         mask: rows carry a mask. sampler: the task's sampler defaults, an ``fcs`` SamplerConfig.
         options: the task's options. extra_images: output PNG columns beyond ``image``.
-        load: (denoiser, options) -> what ``run`` gets as ``resource`` (loaded once per actor), or None.
+        keywords: (denoiser, checked options) -> ``run``'s keyword options, built once per actor (where a
+            task loads what an option names, e.g. style's CLIP model); default: the options as they are.
         check_item: (rgb, mask, options) -> None; raises ValueError naming what is wrong with an item.
         output_size: (h, w, options) -> the output's (h, w), checked against ``max_side`` before sampling.
         smoke: options ``--smoke`` sets unless given. demo: offers ``--demo``.
@@ -98,7 +98,7 @@ class Task:
     sampler: SamplerConfig = SamplerConfig()
     options: tuple[Option, ...] = ()
     extra_images: tuple[str, ...] = ()
-    load: Callable[[Any, dict], Any] | None = None
+    keywords: Callable[[Any, dict], dict] = _as_given
     check_item: Callable[[np.ndarray, np.ndarray | None, dict], None] | None = None
     output_size: Callable[[int, int, dict], tuple[int, int]] = _same_size
     smoke: dict = field(default_factory=dict)
@@ -182,23 +182,11 @@ def _object_regions(rgb: np.ndarray, mask: np.ndarray | None, options: dict) -> 
                          "remove small specks")
 
 
-# -- runners: (denoiser, items, config, options, resource) -> list[ItemResult] ---------------------------
-def _restore(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
-    import fcs
-
-    return fcs.inpaint(denoiser, items.images, items.masks, items.prompts, items.seeds, config)
-
-
-def _superres(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
-    from fcs.superres import superres
-
-    return superres(denoiser, items.images, options["scale"], items.prompts, items.seeds, config,
-                    variant=options["variant"])
-
-
-def _load_clip(denoiser, options: dict):
-    """The style job's CLIP vision model, after checking the size fits this model's grid (a job
-    fails here, before any row, instead of turning every row into the same error row)."""
+# -- keywords: (denoiser, checked options) -> the task function's keyword options -----------------------
+def _style_keywords(denoiser, options: dict) -> dict:
+    """The style job's CLIP vision model (loaded once per actor) and size, after checking the size fits
+    this model's grid (a job fails here, before any row, instead of turning every row into the same
+    error row)."""
     from fcs.constraints.style import load_clip_vision
     from fcs.loading import resolve_clip
 
@@ -206,26 +194,8 @@ def _load_clip(denoiser, options: dict):
     if any(side % grid for side in options["size"]):
         raise ValueError(f"config field 'task_options.size': {options['size']} is not a multiple of {grid}, this "
                          f"model's grid; use e.g. {[max(grid, side // grid * grid) for side in options['size']]}")
-    return load_clip_vision(resolve_clip(options["clip_model"]), denoiser.device, denoiser.dtype)
-
-
-def _style(denoiser, items: Items, config: SamplerConfig, options: dict, clip) -> list:
-    from fcs.style import stylize
-
-    return stylize(denoiser, clip, items.images, items.prompts, tuple(options["size"]), items.seeds, config)
-
-
-def _outpaint(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
-    from fcs.outpaint import outpaint
-
-    return outpaint(denoiser, items.images, options["pad"], items.prompts, items.seeds, config)
-
-
-def _layers(denoiser, items: Items, config: SamplerConfig, options: dict, resource) -> list:
-    from fcs.layers import split_layers
-
-    return split_layers(denoiser, items.images, items.masks, items.seeds, config, rounds=options["rounds"],
-                        samples=options["samples"])
+    clip = load_clip_vision(resolve_clip(options["clip_model"]), denoiser.device, denoiser.dtype)
+    return {"clip": clip, "size": tuple(options["size"])}
 
 
 _REMOTE = "fcs run {task} --input s3://bucket/{src}/ --output s3://bucket/{dst}/{extra} \\\n" \
@@ -241,11 +211,11 @@ def _examples(task: str, src: str, dst: str, extra: str = "", smoke: str = "", d
 
 
 TASKS: dict[str, Task] = {task.name: task for task in (
-    Task("restore", mask=True, run=_restore, check_item=_mask_not_empty, demo=True,
+    Task("restore", mask=True, run=inpaint.run, check_item=_mask_not_empty, demo=True,
          about="Restore the masked regions of a dataset's images on Ray (inexact-Newton sampler) and write one "
                "Parquet row per input id. Input rows: image + mask (white = regenerate).",
          examples=_examples("restore", "damaged", "restored", demo=True)),
-    Task("superres", mask=False, run=_superres, sampler=SR_DEFAULTS, through_decoder=True,
+    Task("superres", mask=False, run=superres.run, sampler=SR_DEFAULTS, through_decoder=True,
          output_size=lambda h, w, options: (h * options["scale"], w * options["scale"]),
          about="Upscale a dataset's images ×2, ×4 or ×8 on Ray (inexact-Newton sampler under a bicubic "
                "downsampling constraint) and write one Parquet row per input id. Input rows: image (the "
@@ -257,7 +227,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                     "error vector through the VAE 'decoder' (backward pass, the paper's) or 'encoder' (VAE forward "
                     "passes only)"),
          )),
-    Task("style", mask=False, run=_style, load=_load_clip, sampler=STYLE_DEFAULTS,
+    Task("style", mask=False, run=style.run, keywords=_style_keywords, sampler=STYLE_DEFAULTS,
          output_size=lambda h, w, options: tuple(options["size"]),
          smoke={"clip_model": TINY_CLIP, "size": [64, 64]},
          about="Generate one image per row from its prompt in the style of its reference image on Ray "
@@ -271,7 +241,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                     "of the model's grid (64 for SD 1.5)", {"type": int, "nargs": "+", "metavar": "N"},
                     normalize=_square),
          )),
-    Task("layers", mask=True, run=_layers, check_item=_object_regions, sampler=LAYERS_DEFAULTS, batched=False,
+    Task("layers", mask=True, run=layers.run, check_item=_object_regions, sampler=LAYERS_DEFAULTS, batched=False,
          extra_images=("foreground", "background", "alpha"), smoke={"rounds": 2, "samples": 2},
          about="Split a dataset's images into background, foreground and alpha given rough object regions, on Ray "
                "(EM over constrained-sampler completions), and write one Parquet row per input id. Input rows: "
@@ -281,7 +251,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
              Option("rounds", ROUNDS, _int_in(1), "EM rounds: sample completions, re-estimate alpha", {"type": int}),
              Option("samples", SAMPLES, _int_in(2), "completions per layer per round, at least 2", {"type": int}),
          )),
-    Task("outpaint", mask=False, run=_outpaint,
+    Task("outpaint", mask=False, run=outpaint.run,
          output_size=lambda h, w, options: (h + 2 * options["pad"], w + 2 * options["pad"]),
          about="Extend a dataset's images by a generated border of --pad pixels on every side on Ray (inpainting "
                "of the larger canvas) and write one Parquet row per input id. Input rows: image (a mask column "

@@ -72,9 +72,9 @@ def test_inpaint_batch_equals_single_calls(sd, make_problem, uint8_arrays):
     mask_arrays = [m[0].numpy().astype(np.float64) for m in masks]
     arrays[1], mask_arrays[1] = arrays[1][:40, :56], mask_arrays[1][:40, :56]  # a second size group
     config = fcs.SamplerConfig(jacobian="jvp", **OPTIONS)
-    batch = fcs.inpaint(sd, arrays, mask_arrays, seeds=SEEDS, config=config)
+    batch = fcs.inpaint(sd, fcs.Items(arrays, mask_arrays, seeds=SEEDS), config)
     for i in range(3):
-        (single,) = fcs.inpaint(sd, [arrays[i]], [mask_arrays[i]], seeds=[SEEDS[i]], config=config)
+        (single,) = fcs.inpaint(sd, fcs.Items([arrays[i]], [mask_arrays[i]], seeds=[SEEDS[i]]), config)
         assert batch[i].image.shape == arrays[i].shape
         assert np.abs(batch[i].image.astype(int) - single.image.astype(int)).max() <= 1
         assert batch[i].nfe == single.nfe == config.nfe_per_item

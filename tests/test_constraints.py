@@ -4,7 +4,9 @@ one batch = B single runs. Adding a constraint = adding one ``Case`` to ``CASES`
 
 from __future__ import annotations
 
+import functools
 import inspect
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from fcs.constraints import (
     LatentInpaint,
     PixelInpaint,
     ProjectedConstraint,
+    Style,
     SuperResolution,
     downsample,
 )
@@ -36,7 +39,8 @@ class Case:
     (default: x0 itself). ``model``: the denoiser fixture. ``exact_error``: the error vector is
     checked to vanish at the solution and to descend; both need E ≈ D⁻¹, which a random-weight VAE
     is not (encoder round trips there are only checked for shape, finiteness and batch invariance;
-    the trained ``photo_model`` cases check them with a real VAE).
+    the trained ``photo_model`` cases check them with a real VAE). ``batch_atol``: how far batch and
+    single-item errors (normalised to max 1) may differ.
     """
 
     name: str
@@ -46,6 +50,7 @@ class Case:
     solution: Callable[[Constraint, Tensor], Tensor] = lambda constraint, x0: x0
     model: str = "sd"
     exact_error: bool = True
+    batch_atol: float = 1e-5  # |error| tolerance for batch vs single items (fp32 round-off of batched decodes)
 
 
 def _seeded(shape, seed: int) -> Tensor:
@@ -71,6 +76,16 @@ def _towards(targets: Tensor) -> dict:
     """A pixel projection halfway toward ``targets`` (B, 3, H, W), with an RMS residual."""
     return dict(project=lambda img: img + 0.5 * (targets - img),
                 residual_fn=lambda img: (img - targets).pow(2).flatten(1).mean(1).add(1e-12).sqrt())
+
+
+@functools.cache
+def _tiny_clip(device: str) -> torch.nn.Module:
+    """The built-in random-weight CLIP vision model (32×32 input), loaded once per device."""
+    from fcs.constraints.style import load_clip_vision
+    from fcs.tiny import build_tiny_clip_vision
+
+    with tempfile.TemporaryDirectory() as folder:
+        return load_clip_vision(str(build_tiny_clip_vision(folder)), device)
 
 
 def _pixel_data(den, x0: Tensor) -> dict:
@@ -104,6 +119,9 @@ CASES = [
          build=lambda den, d: EncoderSuperResolution(den.decode, den.encode, d["low"], 2), model="pixel"),
     Case("image-loss-charbonnier", ImageLoss, data=lambda den, x0: {"target": den.decode(x0)},
          build=lambda den, d: ImageLoss(den.decode, _charbonnier(d["target"]))),
+    Case("style", Style, data=lambda den, x0: {"references": den.decode(x0)},
+         build=lambda den, d: Style(den.decode, _tiny_clip(str(den.device)), d["references"]),
+         batch_atol=1e-4),  # the Gram matrices square the decoder's batch round-off (measured 1.2e-5)
     Case("projected-pixel-model", ProjectedConstraint, data=lambda den, x0: {"target": den.decode(x0)},
          build=lambda den, d: ProjectedConstraint(den.decode, den.encode, **_towards(d["target"])), model="pixel"),
     Case("projected", ProjectedConstraint, data=lambda den, x0: {"target": den.decode(x0)},
@@ -204,7 +222,7 @@ def test_batch_equals_single_items(case):
     for i in range(B):
         single = c.build(den, {k: v[i : i + 1] for k, v in data.items()})
         e_i, r_i = single.error(x0[i : i + 1])
-        torch.testing.assert_close(e_i, e[i : i + 1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(e_i, e[i : i + 1], rtol=1e-4, atol=c.batch_atol)
         torch.testing.assert_close(r_i, r[i : i + 1], rtol=1e-4, atol=1e-6)
 
 

@@ -231,7 +231,7 @@ def test_inpainting_with_fcs_loads_no_ray_pipeline_or_jobs(fcs_cache):
         "import numpy as np, fcs\n"
         "den = fcs.load_denoiser('tiny', device='cpu', dtype='float32')\n"
         "img = np.zeros((32, 32, 3), np.uint8); mask = np.zeros((32, 32)); mask[8:24, 8:24] = 1\n"
-        "fcs.inpaint(den, [img], [mask], config=fcs.SamplerConfig(steps=1, newton_steps=1))"
+        "fcs.inpaint(den, fcs.Items([img], [mask]), fcs.SamplerConfig(steps=1, newton_steps=1))"
     )
     loaded = _modules_after(code)
     assert not loaded & {"ray", "pipeline", "jobs"}, sorted(loaded & {"ray", "pipeline", "jobs"})

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import fcs
-from fcs.inpaint import check_pair
+from fcs.tasks.inpaint import check_pair
 
 FAST = fcs.SamplerConfig(steps=2, newton_steps=1)
 
@@ -38,7 +38,7 @@ def test_kept_pixels_are_bit_identical_and_size_round_trips(sd, size, soft):
     and sizes that are not multiples of 8 (or of the UNet's 16) come back at the original size."""
     h, w = size
     image, mask = _photo(h, w), _hole(h, w, soft)
-    (result,) = fcs.inpaint(sd, [image], [mask], seeds=[0], config=FAST)
+    (result,) = fcs.inpaint(sd, fcs.Items([image], [mask], seeds=[0]), FAST)
     assert result.error is None
     assert result.image.shape == (h, w, 3) and result.image.dtype == np.uint8
     kept = mask == 0
@@ -49,8 +49,8 @@ def test_kept_pixels_are_bit_identical_and_size_round_trips(sd, size, soft):
 def test_without_compositing_kept_pixels_come_from_the_model(sd):
     """The composite is what keeps pixels exact: switched off, the decoder's output shows through."""
     image, mask = _photo(32, 48), _hole(32, 48)
-    (result,) = fcs.inpaint(sd, [image], [mask], seeds=[0],
-                            config=fcs.SamplerConfig(steps=2, newton_steps=1, composite=False))
+    (result,) = fcs.inpaint(sd, fcs.Items([image], [mask], seeds=[0]),
+                            fcs.SamplerConfig(steps=2, newton_steps=1, composite=False))
     assert result.image.shape == image.shape
     assert (result.image[mask == 0] != image[mask == 0]).any()
 
@@ -58,9 +58,9 @@ def test_without_compositing_kept_pixels_come_from_the_model(sd):
 def test_same_seed_same_output_other_seed_other_output(sd):
     """Acceptance 6a."""
     image, mask = _photo(32, 48), _hole(32, 48)
-    first = fcs.inpaint(sd, [image], [mask], seeds=[7], config=FAST)[0]
-    again = fcs.inpaint(sd, [image], [mask], seeds=[7], config=FAST)[0]
-    other = fcs.inpaint(sd, [image], [mask], seeds=[8], config=FAST)[0]
+    first = fcs.inpaint(sd, fcs.Items([image], [mask], seeds=[7]), FAST)[0]
+    again = fcs.inpaint(sd, fcs.Items([image], [mask], seeds=[7]), FAST)[0]
+    other = fcs.inpaint(sd, fcs.Items([image], [mask], seeds=[8]), FAST)[0]
     np.testing.assert_array_equal(first.image, again.image)
     assert first.residual_final == again.residual_final and first.nfe == again.nfe
     assert (first.image != other.image).any()
@@ -77,8 +77,8 @@ def test_v_prediction_and_pixel_space_models_run_end_to_end(name, fcs_cache, dev
     else:
         assert not denoiser.is_latent and not denoiser.encode_prompt([""]).tensors
     image, mask = _photo(30, 42), _hole(30, 42)
-    results = fcs.inpaint(denoiser, [image, image], [mask, mask], seeds=[0, 1],
-                          config=fcs.SamplerConfig(steps=3, newton_steps=2))
+    results = fcs.inpaint(denoiser, fcs.Items([image, image], [mask, mask], seeds=[0, 1]),
+                          fcs.SamplerConfig(steps=3, newton_steps=2))
     for result in results:
         assert result.error is None and result.image.shape == (30, 42, 3)
         np.testing.assert_array_equal(result.image[mask == 0], image[mask == 0])
@@ -101,7 +101,7 @@ def test_v_prediction_tweedie(sd_v):
 def test_other_samplers_through_inpaint(sd):
     image, mask = _photo(32, 32), _hole(32, 32)
     for method in ("dps", "replacement", "ddim"):
-        (result,) = fcs.inpaint(sd, [image], [mask], seeds=[0], config=fcs.SamplerConfig(method=method, steps=2))
+        (result,) = fcs.inpaint(sd, fcs.Items([image], [mask], seeds=[0]), fcs.SamplerConfig(method=method, steps=2))
         assert result.error is None and result.image.shape == image.shape and result.nfe == 2
         np.testing.assert_array_equal(result.image[mask == 0], image[mask == 0])
 
@@ -109,7 +109,7 @@ def test_other_samplers_through_inpaint(sd):
 def test_inpaint_reports_per_item_metrics(sd):
     images = [_photo(32, 32, seed=i) for i in range(2)]
     masks = [_hole(32, 32), np.ones((32, 32))]
-    results = fcs.inpaint(sd, images, masks, prompts=["a", ""], seeds=[0, 1], config=FAST)
+    results = fcs.inpaint(sd, fcs.Items(images, masks, prompts=["a", ""], seeds=[0, 1]), FAST)
     for result in results:
         assert result.batch_size == 2 and result.sample_s > 0 and result.nfe == FAST.nfe_per_item
     assert results[1].residual_init == 0  # nothing to keep
@@ -132,8 +132,8 @@ def test_bad_pairs_fail_with_the_reason(image, mask, match):
 
 
 def test_inpaint_checks_lengths(sd):
-    with pytest.raises(ValueError, match="same length"):
-        fcs.inpaint(sd, [_photo(16, 16)], [_hole(16, 16)], seeds=[0, 1], config=FAST)
+    with pytest.raises(ValueError, match="got 1 images but 2 seeds"):
+        fcs.inpaint(sd, fcs.Items([_photo(16, 16)], [_hole(16, 16)], seeds=[0, 1]), FAST)
 
 
 # -- the diffusers-style pipeline class ------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_pipeline_lists_and_seeds_match_inpaint(sd):
     masks = [Image.fromarray((_hole(32, 32) * 255).astype(np.uint8))] * 2
     out = pipe(image=[Image.fromarray(x) for x in images], mask_image=masks, num_inference_steps=2, newton_steps=1,
                seed=5)
-    direct = fcs.inpaint(sd, images, [_hole(32, 32)] * 2, seeds=[5, 6], config=FAST)
+    direct = fcs.inpaint(sd, fcs.Items(images, [_hole(32, 32)] * 2, seeds=[5, 6]), FAST)
     for got, want in zip(out.images, direct, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want.image)
 

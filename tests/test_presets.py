@@ -10,7 +10,7 @@ import pytest
 
 from fcs import SamplerConfig
 from fcs.presets import DEFAULT_PRESET, PRESETS, recommended_preset, with_preset
-from fcs.superres import SR_DEFAULTS
+from fcs.tasks.superres import SR_DEFAULTS
 from jobs import batch
 from pipeline.config import JobConfig
 from pipeline.tasks import TASKS

@@ -4,6 +4,7 @@ from fcs.constraints.base import Constraint, per_item_max
 from fcs.constraints.latent_inpaint import LatentInpaint
 from fcs.constraints.pixel import ImageLoss, PixelInpaint, SuperResolution, downsample
 from fcs.constraints.projection import EncoderSuperResolution, ProjectedConstraint
+from fcs.constraints.style import Style
 
 __all__ = [
     "Constraint",
@@ -12,6 +13,7 @@ __all__ = [
     "ImageLoss",
     "LatentInpaint",
     "PixelInpaint",
+    "Style",
     "SuperResolution",
     "downsample",
     "per_item_max",

@@ -1,12 +1,14 @@
-"""Style: match Gram matrices of early CLIP vision features of a reference image (a non-linear loss)."""
+"""Style: match Gram matrices of early CLIP vision features of a reference image (a non-linear constraint)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from fcs.constraints.pixel import ImageLoss
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -17,21 +19,26 @@ def gram(features: Tensor) -> Tensor:
     return features.transpose(1, 2) @ features / features.shape[1]
 
 
-class StyleLoss:
-    """images (B, 3, H, W) in [0, 1] -> (B,) sum over ``layers`` of the mean squared difference
-    between Gram matrices of CLIP vision hidden states and those of ``reference``.
+class Style(ImageLoss):
+    """Match a reference image's style: residual(x̂0) = Σ over ``layers`` of the mean squared difference
+    between Gram matrices of CLIP vision hidden states of D(x̂0) and of the item's reference (B,).
 
     Args:
-        clip: a transformers ``CLIPVisionModel``. reference: (1 or B, 3, H, W) in [0, 1].
+        decode: maps x̂0 (B, C, h, w) to images (B, 3, H, W) in [0, 1] (``Denoiser.decode``).
+        clip: a transformers ``CLIPVisionModel`` (frozen here). references: one (3, H, W) image in
+            [0, 1] per item (a sequence, sizes may differ, or a (B, 3, H, W) tensor).
         layers: which hidden states (0 = embeddings); early layers carry texture and colour.
+    Each item runs through CLIP on its own, so item i's residual depends on item i only.
     """
 
-    def __init__(self, clip: torch.nn.Module, reference: Tensor, layers: Sequence[int] = (1, 2, 3)) -> None:
+    def __init__(self, decode: Callable[[Tensor], Tensor], clip: torch.nn.Module, references: Sequence[Tensor],
+                 layers: Sequence[int] = (1, 2, 3)) -> None:
         self.clip = clip.requires_grad_(False).eval()
         self.layers = tuple(layers)
         self.size = clip.config.image_size
         with torch.no_grad():
-            self.targets = [g.detach() for g in self._grams(reference)]
+            self.targets = [[g.detach() for g in self._grams(ref[None])] for ref in references]
+        super().__init__(decode, self.distance)
 
     def _grams(self, images: Tensor) -> list[Tensor]:
         param = next(self.clip.parameters())
@@ -42,8 +49,13 @@ class StyleLoss:
         hidden = self.clip(pixel_values=((x - mean) / std).to(param.dtype), output_hidden_states=True).hidden_states
         return [gram(hidden[i].float()) for i in self.layers]
 
-    def __call__(self, images: Tensor) -> Tensor:
-        return sum((g - t).pow(2).flatten(1).mean(1) for g, t in zip(self._grams(images), self.targets, strict=True))
+    def distance(self, images: Tensor) -> Tensor:
+        """images (B, 3, H, W) in [0, 1], one per reference -> (B,) Gram distances (the residual of
+        decoded images)."""
+        return torch.cat([self._distance(images[k: k + 1], targets) for k, targets in enumerate(self.targets)])
+
+    def _distance(self, image: Tensor, targets: list[Tensor]) -> Tensor:
+        return sum((g - t).pow(2).flatten(1).mean(1) for g, t in zip(self._grams(image), targets, strict=True))
 
 
 def load_clip_vision(model: str, device: str | torch.device = "cpu",

@@ -199,8 +199,8 @@ def test_inpaint_end_to_end_on_a_size_not_a_multiple_of_16(dev):
     image = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
     mask = np.zeros((37, 50))
     mask[8:30, 10:40] = 1
-    (result,) = fcs.inpaint(dev, [image], [mask], prompts=["a photo"], seeds=[0],
-                            config=fcs.SamplerConfig(steps=2, newton_steps=1))
+    (result,) = fcs.inpaint(dev, fcs.Items([image], [mask], prompts=["a photo"], seeds=[0]),
+                            fcs.SamplerConfig(steps=2, newton_steps=1))
     assert result.error is None and result.image.shape == (37, 50, 3)
     np.testing.assert_array_equal(result.image[mask == 0], image[mask == 0])
     assert result.nfe == 2 * 3

@@ -166,8 +166,8 @@ def test_inpaint_end_to_end_on_a_non_multiple_size(sdxl):
     image = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
     mask = np.zeros((37, 50))
     mask[10:30, 15:40] = 1
-    results = fcs.inpaint(sdxl, [image, image], [mask, mask], prompts=PROMPTS, seeds=[0, 1],
-                          config=fcs.SamplerConfig(steps=3, newton_steps=2, guidance_scale=2.0))
+    results = fcs.inpaint(sdxl, fcs.Items([image, image], [mask, mask], prompts=PROMPTS, seeds=[0, 1]),
+                          fcs.SamplerConfig(steps=3, newton_steps=2, guidance_scale=2.0))
     for result in results:
         assert result.error is None and result.image.shape == (37, 50, 3)
         np.testing.assert_array_equal(result.image[mask == 0], image[mask == 0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -52,16 +54,14 @@ def test_error_rows_pass_through_untouched(sampler, tmp_path):
 
 
 def test_a_failing_batch_is_retried_item_by_item(sampler, tmp_path, monkeypatch):
-    import fcs
+    real = sampler.task.run
 
-    real = fcs.inpaint
-
-    def flaky(denoiser, images, masks, *args, **kwargs):
-        if len(images) > 1 or images[0].shape[0] == 44:
+    def flaky(denoiser, items, *args, **kwargs):
+        if len(items) > 1 or items.images[0].shape[0] == 44:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(denoiser, images, masks, *args, **kwargs)
+        return real(denoiser, items, *args, **kwargs)
 
-    monkeypatch.setattr(fcs, "inpaint", flaky)
+    monkeypatch.setattr(sampler, "task", replace(sampler.task, run=flaky))
     rows = [{"id": "a", "image": png(photo()), "mask": png(hole())},
             {"id": "b", "image": png(photo(44, 60)), "mask": png(hole(44, 60))}]
     out = sampler(_batch(rows, tmp_path))
@@ -72,12 +72,12 @@ def test_a_failing_batch_is_retried_item_by_item(sampler, tmp_path, monkeypatch)
 def test_nan_output_becomes_a_sample_error_row(sampler, tmp_path, monkeypatch):
     import fcs
 
-    def nan_result(denoiser, images, *args, **kwargs):
-        return [fcs.ItemResult(image=None, nfe=6, residual_init=1.0, residual_final=float("nan"), sample_s=0.1,
-                                  batch_size=len(images), error="sample: output is not finite (NaN or Inf)")
-                for _ in images]
+    def nan_result(denoiser, items, *args, **kwargs):
+        return [fcs.TaskResult(image=None, nfe=6, residual_init=1.0, residual_final=float("nan"), sample_s=0.1,
+                               batch_size=len(items), error="sample: output is not finite (NaN or Inf)")
+                for _ in items.images]
 
-    monkeypatch.setattr(fcs, "inpaint", nan_result)
+    monkeypatch.setattr(sampler, "task", replace(sampler.task, run=nan_result))
     out = sampler(_batch([{"id": "a", "image": png(photo()), "mask": png(hole())}], tmp_path))
     assert out["error"][0].startswith("sample: output is not finite") and out["out"][0] is None
     assert out["nfe"][0] == 6

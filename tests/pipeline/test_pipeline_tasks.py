@@ -16,7 +16,7 @@ from pipeline_testdata import FAST, assert_exactly_once, photo, png, read_rows, 
 
 import pipeline
 from fcs import SamplerConfig
-from fcs.layers import regions
+from fcs.tasks.layers import regions
 from jobs import batch
 from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
@@ -164,9 +164,9 @@ def test_flags_file_and_smoke_set_task_options(tmp_path):
 
 def test_task_defaults_follow_the_library():
     from fcs import SamplerConfig
-    from fcs.layers import extract_layers
-    from fcs.style import STYLE_DEFAULTS
-    from fcs.superres import SR_DEFAULTS
+    from fcs.tasks.layers import extract_layers
+    from fcs.tasks.style import STYLE_DEFAULTS
+    from fcs.tasks.superres import SR_DEFAULTS
 
     def cfg(task: str, **sampler) -> SamplerConfig:
         return JobConfig(model="tiny", input="i", output="o", task=task, sampler=sampler).sampler

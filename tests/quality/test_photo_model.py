@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcs import SamplerConfig, inpaint, load_denoiser
+from fcs import Items, SamplerConfig, inpaint, load_denoiser
 from fcs.loading import SHIPPED, resolve_model
 from fcs.metrics import psnr
 from fcs.photos import HELD_OUT, center_square, held_out_crops, load_photo
@@ -92,7 +92,7 @@ def test_vae_reconstructs_held_out_crops_above_23_db(photo, crops):
 
 def _hole_psnr(photo, crops, method: str, masks) -> float:
     config = SamplerConfig(method=method, steps=STEPS, newton_steps=3, composite=False)
-    res = inpaint(photo, list(crops), masks, seeds=list(range(len(crops))), config=config)
+    res = inpaint(photo, Items(list(crops), masks), config)
     return float(np.mean([psnr(t, r.image, m > 0.5) for t, r, m in zip(crops, res, masks, strict=True)]))
 
 
@@ -109,11 +109,12 @@ def test_newton_fills_latent_holes_better_than_unconstrained(photo, crops):
 
 
 def test_decoder_free_superres_lowers_the_low_res_residual(photo, crops):
-    from fcs.superres import superres
+    from fcs.tasks import superres
 
     low = [np.asarray(torch.nn.functional.avg_pool2d(torch.from_numpy(c).permute(2, 0, 1)[None].float(), 2)[0]
                       .permute(1, 2, 0).round().numpy().astype(np.uint8)) for c in crops[:4]]
-    res = superres(photo, low, scale=2, config=SamplerConfig(steps=STEPS, newton_steps=3, lr=0.1), variant="encoder")
+    config = SamplerConfig(steps=STEPS, newton_steps=3, lr=0.1)
+    res = superres.run(photo, Items(low), config, scale=2, variant="encoder")
     before = np.array([r.residual_init for r in res])
     after = np.array([r.residual_final for r in res])
     assert (after < 0.7 * before).all(), (before, after)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fcs import SamplerConfig
-from fcs.layers import extract_layers, recompose
+from fcs.tasks.layers import extract_layers, recompose
 
 SIZE = 64
 

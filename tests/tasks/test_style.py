@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from fcs import SamplerConfig
-from fcs.constraints.style import StyleLoss, load_clip_vision
+from fcs import Items, SamplerConfig
+from fcs.constraints import Style
+from fcs.constraints.style import load_clip_vision
 from fcs.images import rgb_to_tensor
-from fcs.style import stylize
+from fcs.tasks import style
 from fcs.tiny import build_tiny_clip_vision
 
 
@@ -26,17 +27,17 @@ def reference():
 
 def test_style_loss_is_zero_at_the_reference(clip, reference):
     ref = rgb_to_tensor(reference)[None]
-    loss = StyleLoss(clip, ref)
-    assert float(loss(ref)) == pytest.approx(0.0, abs=1e-10)
-    assert float(loss(torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)))) > 0
+    constraint = Style(lambda x: x, clip, ref)  # decode = identity: the residual of images themselves
+    assert float(constraint.residual(ref)) == pytest.approx(0.0, abs=1e-10)
+    assert float(constraint.residual(torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)))) > 0
 
 
 def test_style_sampling_lowers_gram_distance(sd, clip, reference):
     config = SamplerConfig(steps=4, newton_steps=3, guidance_scale=3.0)
-    styled = stylize(sd, clip, [reference, reference], ["a cup", "a cat"], size=(64, 64), seeds=[0, 1], config=config)
-    plain = stylize(sd, clip, [reference, reference], ["a cup", "a cat"], size=(64, 64), seeds=[0, 1],
-                    config=SamplerConfig(method="ddim", steps=4, guidance_scale=3.0))
-    loss = StyleLoss(clip, rgb_to_tensor(reference)[None].to(sd.device))
+    items = Items([reference, reference], prompts=["a cup", "a cat"], seeds=[0, 1])
+    styled = style.run(sd, items, config, clip=clip, size=(64, 64))
+    plain = style.run(sd, items, SamplerConfig(method="ddim", steps=4, guidance_scale=3.0), clip=clip, size=(64, 64))
+    loss = Style(lambda x: x, clip, rgb_to_tensor(reference)[None].to(sd.device)).distance
     with torch.no_grad():
         for s, p in zip(styled, plain, strict=True):
             assert s.image.shape == (64, 64, 3)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from fcs import SamplerConfig
+from fcs import Items, SamplerConfig
 from fcs.constraints import downsample
 from fcs.images import rgb_to_tensor
-from fcs.superres import superres
+from fcs.tasks import superres
 
 
 def _low_res(seed: int = 0, h: int = 12, w: int = 10) -> np.ndarray:
@@ -27,8 +27,8 @@ def _lr_residual(out: np.ndarray, low: np.ndarray, scale: int) -> float:
 def test_superres_lowers_low_res_residual_and_scales_size(sd, scale):
     low = _low_res()
     config = SamplerConfig(steps=4, newton_steps=3, lr=0.5)
-    newton = superres(sd, [low], scale=scale, config=config)[0]
-    plain = superres(sd, [low], scale=scale, config=SamplerConfig(method="ddim", steps=4))[0]
+    newton = superres.run(sd, Items([low]), config, scale=scale)[0]
+    plain = superres.run(sd, Items([low]), SamplerConfig(method="ddim", steps=4), scale=scale)[0]
     assert newton.image.shape == (low.shape[0] * scale, low.shape[1] * scale, 3)
     assert newton.residual_final < newton.residual_init
     assert _lr_residual(newton.image, low, scale) < _lr_residual(plain.image, low, scale)
@@ -36,9 +36,9 @@ def test_superres_lowers_low_res_residual_and_scales_size(sd, scale):
 
 def test_superres_rejects_bad_scale_and_variant(sd):
     with pytest.raises(ValueError, match="scale"):
-        superres(sd, [_low_res()], scale=3)
+        superres.run(sd, Items([_low_res()]), scale=3)
     with pytest.raises(ValueError, match="variant"):
-        superres(sd, [_low_res()], scale=2, variant="magic")
+        superres.run(sd, Items([_low_res()]), scale=2, variant="magic")
 
 
 def _count_backward(module: torch.nn.Module) -> dict:
@@ -61,8 +61,8 @@ def test_superres_backward_budget(sd, count_unet, variant, decoder_backward):
     decoder_seen, handle = _count_backward(sd.vae.decoder)
     try:
         with count_unet(sd) as unet_seen:
-            res = superres(sd, [_low_res()], scale=2, config=SamplerConfig(steps=steps, newton_steps=k, lr=0.1),
-                           variant=variant)[0]
+            res = superres.run(sd, Items([_low_res()]), SamplerConfig(steps=steps, newton_steps=k, lr=0.1), scale=2,
+                               variant=variant)[0]
     finally:
         handle.remove()
     assert res.nfe == steps * (1 + 2 * k) == unet_seen.calls

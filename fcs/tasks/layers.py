@@ -31,8 +31,8 @@ from fcs.config import SamplerConfig
 from fcs.constraints import LatentInpaint
 from fcs.denoiser import Denoiser
 from fcs.images import pad_to_multiple, rgb_to_tensor
-from fcs.sample import ItemResult
 from fcs.samplers import newton
+from fcs.tasks.items import Items, TaskResult
 
 log = logging.getLogger(__name__)
 ALPHA_MIN = 0.05  # below this a pixel is pure background
@@ -184,25 +184,24 @@ def regions(mask: np.ndarray) -> list[np.ndarray]:
     return [(labels == k + 1).astype(np.float32) for k in np.argsort(-sizes, kind="stable")]
 
 
-def split_layers(
+def run(
     denoiser: Denoiser,
-    images: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
-    seeds: Sequence[int],
+    items: Items,
     config: SamplerConfig = LAYERS_DEFAULTS,
+    *,
     rounds: int = ROUNDS,
     samples: int = SAMPLES,
-) -> list[ItemResult]:
-    """Layer extraction as a task, one item at a time: each mask's connected white parts are its
-    objects. ``image`` = B, ``extra_images`` = foreground F (RGBA), background B, alpha α (uint8);
-    residual_final = RMS of α⊙F + (1−α)⊙B − x in [0, 1] units (none before: the starting α = region,
-    F = B = x, reconstructs x trivially)."""
+) -> list[TaskResult]:
+    """Layer extraction as a task, one item at a time: each of ``items.masks``' connected white parts is
+    one object's rough region (prompts are not used). ``image`` = B, ``extra_images`` = foreground F
+    (RGBA), background B, alpha α (uint8); residual_final = RMS of α⊙F + (1−α)⊙B − x in [0, 1] units
+    (none before: the starting α = region, F = B = x, reconstructs x trivially)."""
     out = []
-    for image, mask, seed in zip(images, masks, seeds, strict=True):
+    for image, mask, seed in zip(items.images, items.need_masks("layers"), items.seeds, strict=True):
         started = time.perf_counter()
         lay = extract_layers(denoiser, image, regions(mask), config, rounds=rounds, samples=samples, seed=seed)
         rms = float(np.sqrt(np.mean((recompose(lay) - image / 255.0) ** 2)))
-        out.append(ItemResult(
+        out.append(TaskResult(
             image=lay.background, nfe=lay.nfe, residual_init=None, residual_final=rms,
             sample_s=time.perf_counter() - started, batch_size=1,
             extra_images={"foreground": lay.foreground, "background": lay.background,

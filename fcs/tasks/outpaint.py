@@ -7,14 +7,12 @@ border is the region to regenerate and the original pixels are composited back u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from fcs.config import SamplerConfig
 from fcs.denoiser import Denoiser
-from fcs.inpaint import inpaint
-from fcs.sample import ItemResult
+from fcs.tasks import inpaint
+from fcs.tasks.items import Items, TaskResult
 
 DEFAULT_PAD = 32  # pixels added on each side
 
@@ -29,16 +27,16 @@ def canvas(image: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
     return big, mask
 
 
-def outpaint(
+def run(
     denoiser: Denoiser,
-    images: Sequence[np.ndarray],
-    pad: int = DEFAULT_PAD,
-    prompts: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
+    items: Items,
     config: SamplerConfig = SamplerConfig(),  # noqa: B008 - frozen dataclass, safe to share as a default
+    *,
+    pad: int = DEFAULT_PAD,
     show_progress: bool = False,
-) -> list[ItemResult]:
-    """Extend uint8 RGB (H, W, 3) arrays to (H + 2·pad, W + 2·pad, 3); the centre is the input, unchanged
-    when ``config.composite`` (the default)."""
-    pairs = [canvas(image, pad) for image in images]
-    return inpaint(denoiser, [c for c, _ in pairs], [m for _, m in pairs], prompts, seeds, config, show_progress)
+) -> list[TaskResult]:
+    """Extend uint8 RGB (H, W, 3) ``items.images`` to (H + 2·pad, W + 2·pad, 3); the centre is the input,
+    unchanged when ``config.composite`` (the default). Masks are ignored."""
+    pairs = [canvas(image, pad) for image in items.images]
+    big = Items([c for c, _ in pairs], [m for _, m in pairs], items.prompts, items.seeds)
+    return inpaint.run(denoiser, big, config, show_progress=show_progress)

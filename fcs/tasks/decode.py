@@ -1,4 +1,4 @@
-"""Run a sampler for one batch under a constraint and decode: the step every task shares."""
+"""Run a sampler for one batch under a constraint and decode x̂0: the step every task shares."""
 
 from __future__ import annotations
 
@@ -15,38 +15,7 @@ from fcs.config import SamplerConfig
 from fcs.constraints import Constraint
 from fcs.denoiser import Denoiser
 from fcs.samplers import SAMPLERS, SampleResult
-
-
-@dataclass
-class ItemResult:
-    """One item's outcome in any task. ``image`` is uint8 (H, W, 3), None on error."""
-
-    image: np.ndarray | None
-    nfe: int
-    residual_init: float | None
-    residual_final: float
-    sample_s: float
-    batch_size: int
-    error: str | None = None
-    extra_images: dict | None = None  # uint8 images beyond ``image`` by column name (layers: F, B, α)
-
-
-def group_by_size(images: Sequence[np.ndarray]) -> list[list[int]]:
-    """Indices of equal-sized images, grouped, in first-seen order (one sampler call per group)."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, img in enumerate(images):
-        groups.setdefault(tuple(img.shape[:2]), []).append(i)
-    return list(groups.values())
-
-
-def item_result(out: Decoded, k: int, image, batch_size: int) -> ItemResult:
-    """Item k's metrics from a batch's :class:`Decoded`, with ``image`` (None if not finite)."""
-    error = not_finite(out.images[k])
-    return ItemResult(
-        image=None if error else image, nfe=int(out.result.nfe[k]),
-        residual_init=float(out.result.residual_init[k]), residual_final=float(out.result.residual_final[k]),
-        sample_s=out.seconds_per_item, batch_size=batch_size, error=error,
-    )
+from fcs.tasks.items import TaskResult
 
 
 @dataclass
@@ -95,3 +64,13 @@ def not_finite(image: Tensor) -> str | None:
     if torch.isfinite(image).all():
         return None
     return "sample: output is not finite (NaN or Inf); try float32 or jacobian='jvp'"
+
+
+def task_result(out: Decoded, k: int, image: np.ndarray, batch_size: int) -> TaskResult:
+    """Item k's :class:`TaskResult` from a batch's :class:`Decoded`, with ``image`` (None if not finite)."""
+    error = not_finite(out.images[k])
+    return TaskResult(
+        image=None if error else image, nfe=int(out.result.nfe[k]),
+        residual_init=float(out.result.residual_init[k]), residual_final=float(out.result.residual_final[k]),
+        sample_s=out.seconds_per_item, batch_size=batch_size, error=error,
+    )
