@@ -22,9 +22,9 @@ from fcs.presets import DEFAULT_PRESET, PRESETS
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
 from pipeline.sources import INPUT_FORMATS
+from pipeline.sources.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX
 from pipeline.storage import READ_ATTEMPTS
 from pipeline.tasks import TASKS, Task
-from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX
 
 CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")

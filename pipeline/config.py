@@ -13,9 +13,9 @@ from fcs.presets import choose_preset
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
 from pipeline.sources import INPUT_FORMATS
+from pipeline.sources.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX, normalize_suffixes
 from pipeline.storage import READ_ATTEMPTS, Storage
 from pipeline.tasks import TASKS
-from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX, normalize_suffixes
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -181,8 +181,8 @@ class JobConfig:
 
     @property
     def suffixes(self):
-        """The WebDataset members to use (:class:`pipeline.webdataset.Suffixes`)."""
-        from pipeline.webdataset import Suffixes
+        """The WebDataset members to use (:class:`pipeline.sources.webdataset.Suffixes`)."""
+        from pipeline.sources.webdataset import Suffixes
 
         return Suffixes(self.image_suffixes, self.mask_suffix, self.prompt_suffix)
 

@@ -100,8 +100,8 @@ def run(cfg: JobConfig) -> dict:
 
     started = time.time()
     src, out = Storage.from_uri(cfg.input, cfg.s3_endpoint), Storage.from_uri(cfg.output, cfg.s3_endpoint)
-    inputs = sources.discover(src, mask=TASKS[cfg.task].mask, input_format=cfg.input_format, suffixes=cfg.suffixes,
-                              s3_endpoint=cfg.s3_endpoint)
+    inputs = sources.discover(src, mask=TASKS[cfg.task].mask, input_format=cfg.input_format,
+                              options=_input_options(cfg), s3_endpoint=cfg.s3_endpoint)
     carried = carry.carried_schema(inputs.schema, cfg.task, cfg.keep_columns)  # before any work: clashes fail fast
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     before = output.claim(out, run_id)
@@ -136,6 +136,12 @@ def run(cfg: JobConfig) -> dict:
     log.info("run %s done: %d ok, %d error, %d pending; summary in %s", run_id, summary["ok"], summary["error"],
              summary["pending"], summary["summary_uri"])
     return summary
+
+
+def _input_options(cfg: JobConfig) -> dict:
+    """The job's input format options. Bridge until JobConfig holds them as ``input_options``: its
+    fields of the same names (the WebDataset member suffixes); options it lacks take their defaults."""
+    return {o.name: getattr(cfg, o.name) for o in sources.input_options(cfg.input_format) if hasattr(cfg, o.name)}
 
 
 def _model_source(model: str) -> str:
