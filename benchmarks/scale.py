@@ -117,7 +117,7 @@ def measure_driver(work: Path, n: int, rows_per_file: int) -> dict:
     summary = summarize(output.read_output(store, before, list(COMMITTED_COLUMNS)),
                         output.read_output(store, before, list(RUN_COLUMNS)), inputs.ids, 1.0, 1)
     summary_s = time.perf_counter() - start
-    return {"ids": n, "shards": len(inputs.files), "discover_s": discover_s, "discover_peak_mb": discover_mb,
+    return {"ids": n, "shards": len(inputs.data.files), "discover_s": discover_s, "discover_peak_mb": discover_mb,
             "start_mb": base, "resume_s": resume_s, "pending": pending, "shards_to_read": len(untouched) + len(partial),
             "committed_files": len(before), "summary_s": summary_s, "summary_rows": summary["rows"],
             "driver_peak_mb": peak_mb()}

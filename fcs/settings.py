@@ -159,7 +159,7 @@ def integer(low: int | None = None, values: Sequence[int] = ()) -> Check:
             return None
         if values:
             return f"one of {', '.join(map(str, values))}"
-        return {None: "an integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+        return "an integer" if low is None else f"an integer >= {low}"
     return check
 
 

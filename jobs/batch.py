@@ -19,6 +19,7 @@ import yaml
 from fcs.config import SamplerConfig
 from fcs.settings import add_flags, given, settings_of
 from pipeline.config import GROUPS, JobConfig
+from pipeline.sources import AUTO, input_options
 from pipeline.tasks import TASKS, Task
 
 SMOKE_MODEL = "tiny"  # --smoke's model unless --model: random weights, seconds per item
@@ -27,7 +28,9 @@ CONFIGS = Path(__file__).parent / "configs"
 log = logging.getLogger("fcs.jobs")
 JOB_SETTINGS = settings_of(JobConfig)
 SAMPLER_SETTINGS = settings_of(SamplerConfig)
-SAMPLER, OPTION = "sampler_", "option_"  # argparse dest prefixes of the sampler's and the task's flags
+# argparse dest prefixes of the sampler's, the task's and the input format's flags
+SAMPLER, OPTION, INPUT = "sampler_", "option_", "input_"
+INPUT_SETTINGS = input_options(AUTO)  # every input format's options (each job checks its own format's)
 EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
        "2 bad configuration or input (nothing was run)"
 
@@ -38,10 +41,12 @@ def parser(task: Task) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"fcs run {task.name}", formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=task.about, epilog=f"examples:\n{task.examples}\n\n{EXIT}")
     p.add_argument("--config", type=Path, help=f"YAML job file of the fields below (see jobs/configs/{task.name}.yaml; "
-                                               "sampler fields under sampler:, task options under task_options:); "
+                                               "sampler fields under sampler:, task options under task_options:, "
+                                               "input format options under input_options:); "
                                                "flags override it")
     sections = {None: p, **{name: p.add_argument_group(name) for name in GROUPS}}
     add_flags(sections, JOB_SETTINGS)
+    add_flags(sections, INPUT_SETTINGS, dest_prefix=INPUT, group="input")
     add_flags(sections, task.options, dest_prefix=OPTION, group="task")
     add_flags(sections, SAMPLER_SETTINGS, dest_prefix=SAMPLER, defaults=task.sampler.to_dict(), group="sampler")
     if task.demo:
@@ -65,6 +70,7 @@ def build_config(task: Task, args: argparse.Namespace) -> JobConfig:
                          f"use fcs run {values['task']} or drop the key")
     values.update(given(args, JOB_SETTINGS))
     options = {**(values.get("task_options") or {}), **given(args, task.options, OPTION)}
+    values["input_options"] = {**(values.get("input_options") or {}), **given(args, INPUT_SETTINGS, INPUT)}
     flags = given(args, SAMPLER_SETTINGS, SAMPLER)
     sampler = {**(values.get("sampler") or {}), **flags}
     if args.smoke:

@@ -56,10 +56,10 @@ def load_inputs(uri: str, ids: list[str], endpoint: str | None) -> dict[str, tup
     inputs = discover(Storage.from_uri(uri, endpoint=endpoint), mask=False)  # superres/style inputs have none
     wanted = pa.array(ids, pa.string())
     if inputs.kind == "folder":
-        rows = inputs.listing.filter(pc.is_in(inputs.listing.column("id"), value_set=wanted)).to_pylist()
+        rows = inputs.data.table.filter(pc.is_in(inputs.data.table.column("id"), value_set=wanted)).to_pylist()
         read = lambda p: inputs.storage.read_bytes(inputs.storage.resolve(p)) if p else None  # noqa: E731
         return {r["id"]: (read(r["image_path"]), read(r["mask_path"])) for r in rows}
-    dataset = pads.dataset(inputs.files, format="parquet", filesystem=inputs.storage.arrow_fs)
+    dataset = pads.dataset(inputs.data.files, format="parquet", filesystem=inputs.storage.arrow_fs)
     columns = [c for c in ("id", "image", "mask") if c in dataset.schema.names]
     table = dataset.to_table(columns=columns, filter=pc.field("id").isin(wanted))
     return {r["id"]: (_bytes(r["image"]), _bytes(r.get("mask"))) for r in table.to_pylist()}

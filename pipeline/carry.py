@@ -18,11 +18,11 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from pipeline.actor import TaskActor
+from pipeline.sources.base import SOURCE_COLUMNS
 from pipeline.stages import encode, prepare
 from pipeline.tasks import TASKS
 
 CARRIED = "__carried__"
-SOURCE_COLUMNS = ("image_path", "mask_path", "image_missing", "mask_missing")  # made by the read stage
 CONSUMED = ("id", "image", "seed", *SOURCE_COLUMNS)  # never carried; "mask" too when the task takes one
 
 

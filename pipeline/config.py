@@ -32,10 +32,9 @@ from fcs.settings import (
 )
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
-from pipeline.sources import INPUT_FORMATS
+from pipeline.sources import INPUT_FORMATS, check_input_options
 from pipeline.storage import READ_ATTEMPTS, Storage
 from pipeline.tasks import TASKS
-from pipeline.webdataset import DEFAULT_IMAGE_SUFFIXES, DEFAULT_MASK_SUFFIX, normalize_suffixes
 
 GROUPS = ("input", "output", "model and compute", "task", "sampler")  # headings of --help and the docs
 LOCATION = "a non-empty string (a path or URI)"
@@ -50,25 +49,8 @@ def _tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _suffixes(value: Any) -> str | None:
-    ok = isinstance(value, tuple) and value and all(isinstance(s, str) and s.strip(".") for s in value)
-    return None if ok else "a non-empty list of member suffixes, e.g. [jpg, png]"
-
-
-def _suffix(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip(".") else "a member suffix, e.g. mask.png"
-
-
 def _gpus(value: Any) -> str | None:
     return optional(number(0), "null (auto)")(value) and "null (auto) or a number >= 0, e.g. 1 or 0.5"
-
-
-def _strip(value: Any) -> Any:
-    return normalize_suffixes(value) if isinstance(value, (str, list, tuple)) else value
-
-
-def _strip_one(value: Any) -> Any:
-    return normalize_suffixes(value)[0] if isinstance(value, str) else value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,13 +70,8 @@ class JobConfig:
     keep_columns: tuple[str, ...] | None = setting(
         None, "input columns copied to the output (none: all the task does not consume; the flag alone: no column)",
         _columns, group="input", cli={"nargs": "*", "metavar": "COLUMN"}, normalize=_tuple)
-    image_suffixes: tuple[str, ...] = setting(
-        DEFAULT_IMAGE_SUFFIXES, "WebDataset: image members, the first present wins", _suffixes, group="input",
-        cli={"nargs": "+", "metavar": "SUFFIX"}, normalize=_strip)
-    mask_suffix: str = setting(DEFAULT_MASK_SUFFIX, "WebDataset: the mask member", _suffix, group="input",
-                               normalize=_strip_one)
-    prompt_suffix: str | None = setting(None, "WebDataset: the member used as the prompt, e.g. txt",
-                                        optional(_suffix), group="input", normalize=_strip_one)
+    input_options: dict = setting(help="the input format's own options (WebDataset: image_suffixes, mask_suffix, "
+                                       "prompt_suffix); defaults filled in", group="input", cli=False, factory=dict)
     s3_endpoint: str | None = setting(None, "S3-compatible endpoint URL (none: $AWS_ENDPOINT_URL, else AWS)",
                                       optional(text), group="input")
     read_attempts: int = setting(READ_ATTEMPTS, "tries per object read from object storage (waits doubling "
@@ -149,8 +126,9 @@ class JobConfig:
                  "would read its own output as input)")
         if self.device != "auto" and torch.device(self.device).type == "cuda" and self.gpus_per_actor == 0:
             fail("device", self.device, "cpu or auto when gpus_per_actor is 0 (the actor is given no GPU)")
-        if self.mask_suffix in self.image_suffixes:
-            fail("mask_suffix", self.mask_suffix, f"a suffix other than the image's: {', '.join(self.image_suffixes)}")
+        if not isinstance(self.input_options, dict):
+            fail("input_options", self.input_options, f"a mapping of {self.input_format} input options")
+        object.__setattr__(self, "input_options", check_input_options(self.input_format, self.input_options))
         if not isinstance(self.task_options, dict):
             fail("task_options", self.task_options, f"a mapping of {self.task} options")
         task = TASKS[self.task]
@@ -161,13 +139,6 @@ class JobConfig:
         if not isinstance(self.sampler, SamplerConfig):
             fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
 
-    @property
-    def suffixes(self):
-        """The WebDataset members to use (:class:`pipeline.webdataset.Suffixes`)."""
-        from pipeline.webdataset import Suffixes
-
-        return Suffixes(self.image_suffixes, self.mask_suffix, self.prompt_suffix)
-
     @classmethod
     def from_dict(cls, values: dict) -> JobConfig:
         """Build from a plain dict (a YAML file merged with flags); unknown keys fail with their names."""
@@ -175,7 +146,7 @@ class JobConfig:
         for spec in settings_of(cls):
             if spec.required and values.get(spec.name) is None:
                 raise ValueError(f"config field {spec.name!r}: missing; give {spec.flag} ({spec.help.split(';')[0]})")
-        values = {**values, "sampler": values.get("sampler") or {}, "task_options": values.get("task_options") or {}}
+        values = {**values, **{name: values.get(name) or {} for name in ("sampler", "task_options", "input_options")}}
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -67,8 +67,8 @@ def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
 
     started = time.time()
     src, out = Storage.from_uri(cfg.input, cfg.s3_endpoint), Storage.from_uri(cfg.output, cfg.s3_endpoint)
-    inputs = sources.discover(src, mask=TASKS[cfg.task].mask, input_format=cfg.input_format, suffixes=cfg.suffixes,
-                              s3_endpoint=cfg.s3_endpoint)
+    inputs = sources.discover(src, mask=TASKS[cfg.task].mask, input_format=cfg.input_format,
+                              options=cfg.input_options, s3_endpoint=cfg.s3_endpoint)
     carried = carry.carried_schema(inputs.schema, cfg.task, cfg.keep_columns)  # before any work: clashes fail fast
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     before = output.claim(out, run_id)
@@ -103,4 +103,3 @@ def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
     log.info("run %s done: %d ok, %d error, %d pending; summary in %s", run_id, summary["ok"], summary["error"],
              summary["pending"], summary["summary_uri"])
     return summary
-

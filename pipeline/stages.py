@@ -141,8 +141,7 @@ def _fetch(raw: dict, name: str, storage: Storage, reads: _Reads) -> bytes:
     if value is not None:
         return bytes(value)
     if not path:
-        where = raw.get(f"{name}_missing") or (  # a source may say why (pipeline.webdataset, pipeline.manifest)
-            "column is null" if f"{name}_path" not in raw else f"no file in {name}s/ has this id's stem")
+        where = raw.get(f"{name}_missing") or "column is null"  # a source says why (pipeline.sources.base)
         raise ItemError(one_line("read", f"{name} is missing ({where})"))
     attempts = reads.attempts if storage.protocol != "file" else 1  # a local disk does not fail now and then
     retry_missing = reads.missing_left > 0

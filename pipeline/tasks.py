@@ -20,7 +20,7 @@ CONTRIBUTING.md). Nothing here imports Ray.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import pyarrow as pa
 from fcs.config import SamplerConfig
 from fcs.loading import TINY_CLIP
 from fcs.presets import DEFAULT_PRESET, with_preset
+from fcs.settings import Setting, fail, integer, one_of
 from fcs.tasks import inpaint, layers, outpaint, style, superres
 from fcs.tasks.layers import LAYERS_DEFAULTS, ROUNDS, SAMPLES, regions
 from fcs.tasks.outpaint import DEFAULT_PAD
@@ -38,27 +39,6 @@ from fcs.tasks.superres import DEFAULT_SCALE, SCALES, SR_DEFAULTS, VARIANTS
 from pipeline.schema import output_schema
 
 MAX_REGIONS = 16  # a layers mask with more separate parts is an error row (specks cost a sample each)
-
-Check = Callable[[Any], "str | None"]  # None when the value is fine, else what was expected
-
-
-@dataclass(frozen=True)
-class Option:
-    """A task option: ``task_options.<name>`` in a job file, ``--<name>`` on the command line.
-
-    check: value -> None or what was expected. normalize: applied before the check (e.g. one
-    number -> a square size). cli: extra ``argparse.add_argument`` keywords (type, nargs)."""
-
-    name: str
-    default: Any
-    check: Check
-    help: str
-    cli: dict = field(default_factory=dict)
-    normalize: Callable[[Any], Any] | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
 
 
 def _same_size(h: int, w: int, options: dict) -> tuple[int, int]:
@@ -96,7 +76,7 @@ class Task:
     run: Callable[..., list]
     mask: bool
     sampler: SamplerConfig = SamplerConfig()
-    options: tuple[Option, ...] = ()
+    options: tuple[Setting, ...] = ()
     extra_images: tuple[str, ...] = ()
     keywords: Callable[[Any, dict], dict] = _as_given
     check_item: Callable[[np.ndarray, np.ndarray | None, dict], None] | None = None
@@ -123,37 +103,19 @@ class Task:
         if unknown:
             raise ValueError(f"config field 'task_options.{unknown[0]}': not an option of task {self.name!r} "
                              f"(allowed: {', '.join(spec) or 'none'})")
-        out = {}
-        for name, opt in spec.items():
-            value = options.get(name, opt.default)
-            value = opt.normalize(value) if opt.normalize else value
-            expected = opt.check(value)
-            if expected is None and name == "size" and max_side is not None and max(value) > max_side:
-                expected = f"sides <= max_side={max_side}"
-            if expected:
-                raise ValueError(f"config field 'task_options.{name}': got {value!r}, expected {expected}")
-            out[name] = value
+        out = {name: opt.validate(options.get(name, opt.default), "task_options.") for name, opt in spec.items()}
+        if "size" in out and max_side is not None and max(out["size"]) > max_side:
+            fail("task_options.size", out["size"], f"sides <= max_side={max_side}")
         return out
 
 
 # -- option checks --------------------------------------------------------------------------------
-def _int_in(low: int, values: Sequence[int] = ()) -> Check:
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (not values or value in values)
-        return None if ok else (f"one of {', '.join(map(str, values))}" if values else f"an integer >= {low}")
-    return check
-
-
-def _one_of(allowed: Sequence[str]) -> Check:
-    return lambda value: None if value in allowed else f"one of {', '.join(map(repr, allowed))}"
-
-
 def _model_name(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else f"a hub id, a local folder, or {TINY_CLIP!r}"
 
 
 def _size(value: Any) -> str | None:
-    ok = isinstance(value, list) and len(value) == 2 and all(_int_in(8)(v) is None and v % 8 == 0 for v in value)
+    ok = isinstance(value, list) and len(value) == 2 and all(integer(8)(v) is None and v % 8 == 0 for v in value)
     return None if ok else "[height, width] (or one number for a square), multiples of 8"
 
 
@@ -222,10 +184,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                "low-resolution picture; a mask column is ignored). Sampler defaults: the paper's K=10, lr=0.1.",
          examples=_examples("superres", "low-res", "upscaled", " --scale 4"),
          options=(
-             Option("scale", DEFAULT_SCALE, _int_in(2, SCALES), f"upscaling factor: one of {SCALES}", {"type": int}),
-             Option("variant", VARIANTS[0], _one_of(VARIANTS),
-                    "error vector through the VAE 'decoder' (backward pass, the paper's) or 'encoder' (VAE forward "
-                    "passes only)"),
+             Setting("scale", DEFAULT_SCALE, f"upscaling factor: one of {SCALES}", integer(2, SCALES)),
+             Setting("variant", VARIANTS[0], "error vector through the VAE 'decoder' (backward pass, the paper's) or "
+                     "'encoder' (VAE forward passes only)", one_of(VARIANTS, quote=True), cli={"choices": VARIANTS}),
          )),
     Task("style", mask=False, run=style.run, keywords=_style_keywords, sampler=STYLE_DEFAULTS,
          output_size=lambda h, w, options: tuple(options["size"]),
@@ -235,11 +196,11 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                "Input rows: image = the style reference, prompt.",
          examples=_examples("style", "styles", "styled", " --size 512 512", smoke="tiny model and tiny CLIP"),
          options=(
-             Option("clip_model", DEFAULT_CLIP, _model_name,
-                    f"CLIP vision model: hub id, local folder, or {TINY_CLIP!r} (built-in random weights)"),
-             Option("size", list(DEFAULT_SIZE), _size, "output size: H W, or one number for a square; multiples "
-                    "of the model's grid (64 for SD 1.5)", {"type": int, "nargs": "+", "metavar": "N"},
-                    normalize=_square),
+             Setting("clip_model", DEFAULT_CLIP, f"CLIP vision model: hub id, local folder, or {TINY_CLIP!r} (built-in "
+                     "random weights)", _model_name),
+             Setting("size", list(DEFAULT_SIZE), "output size: H W, or one number for a square; multiples of the "
+                     "model's grid (64 for SD 1.5)", _size, cli={"type": int, "nargs": "+", "metavar": "N"},
+                     normalize=_square),
          )),
     Task("layers", mask=True, run=layers.run, check_item=_object_regions, sampler=LAYERS_DEFAULTS, batched=False,
          extra_images=("foreground", "background", "alpha"), smoke={"rounds": 2, "samples": 2},
@@ -248,8 +209,8 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                "image + mask (white = rough object regions, one connected part per object).",
          examples=_examples("layers", "photos", "layers", " --rounds 3 --samples 4"),
          options=(
-             Option("rounds", ROUNDS, _int_in(1), "EM rounds: sample completions, re-estimate alpha", {"type": int}),
-             Option("samples", SAMPLES, _int_in(2), "completions per layer per round, at least 2", {"type": int}),
+             Setting("rounds", ROUNDS, "EM rounds: sample completions, re-estimate alpha", integer(1)),
+             Setting("samples", SAMPLES, "completions per layer per round, at least 2", integer(2)),
          )),
     Task("outpaint", mask=False, run=outpaint.run,
          output_size=lambda h, w, options: (h + 2 * options["pad"], w + 2 * options["pad"]),
@@ -257,5 +218,5 @@ TASKS: dict[str, Task] = {task.name: task for task in (
                "of the larger canvas) and write one Parquet row per input id. Input rows: image (a mask column "
                "is ignored).",
          examples=_examples("outpaint", "photos", "extended", " --pad 64"),
-         options=(Option("pad", DEFAULT_PAD, _int_in(1), "pixels added on each side", {"type": int}),)),
+         options=(Setting("pad", DEFAULT_PAD, "pixels added on each side", integer(1)),)),
 )}

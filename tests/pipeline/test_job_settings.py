@@ -15,6 +15,7 @@ from fcs.settings import settings_of
 from jobs import batch
 from jobs.cli import main as cli_main
 from pipeline.config import GROUPS, JobConfig
+from pipeline.sources import AUTO, input_options
 from pipeline.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +25,6 @@ SAMPLES = {
     "input": (["--input", "elsewhere"], "elsewhere"),
     "input_format": (["--input-format", "parquet"], "parquet"),
     "keep_columns": (["--keep-columns", "a", "b"], ("a", "b")),
-    "image_suffixes": (["--image-suffixes", "png", ".jpg"], ("png", "jpg")),
-    "mask_suffix": (["--mask-suffix", "m.png"], "m.png"),
-    "prompt_suffix": (["--prompt-suffix", "txt"], "txt"),
     "s3_endpoint": (["--s3-endpoint", "http://localhost:9000"], "http://localhost:9000"),
     "read_attempts": (["--read-attempts", "2"], 2),
     "max_side": (["--max-side", "512"], 512),
@@ -48,7 +46,14 @@ SAMPLES = {
     "prompt": (["--prompt", "a cat"], "a cat"),
     "preset": (["--preset", "fast"], "fast"),
 }
-NO_FLAG = {"task", "task_options", "sampler"}  # the command names the task; options and sampler have flags of their own
+# the command names the task; the task's, the input format's and the sampler's settings have flags of their own
+NO_FLAG = {"task", "task_options", "input_options", "sampler"}
+# the same for the input formats' options (input_options: in a job file)
+INPUT_SAMPLES = {
+    "image_suffixes": (["--image-suffixes", "png", ".jpg"], ("png", "jpg")),
+    "mask_suffix": (["--mask-suffix", "m.png"], "m.png"),
+    "prompt_suffix": (["--prompt-suffix", "txt"], "txt"),
+}
 
 
 def _config(task: str, argv: list[str]) -> JobConfig:
@@ -81,12 +86,26 @@ def test_flag_and_yaml_key_set_the_same_field(name, tmp_path):
     assert from_file == from_flag
 
 
+@pytest.mark.parametrize("name", sorted(INPUT_SAMPLES))
+def test_input_format_flag_and_yaml_key_set_the_same_option(name, tmp_path):
+    assert {o.name for o in input_options(AUTO)} == set(INPUT_SAMPLES)
+    argv, value = INPUT_SAMPLES[name]
+    from_flag = _config("restore", [*[a for k, v in BASE.items() for a in (f"--{k}", v)], *argv])
+    assert from_flag.input_options[name] == value
+    path = tmp_path / "job.yaml"
+    option = {name: list(value) if isinstance(value, tuple) else value}
+    path.write_text(yaml.safe_dump({**BASE, "input_options": option}))
+    assert _config("restore", ["--config", str(path)]) == from_flag
+
+
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_help_is_the_declaration(task):
     actions = _actions(batch.parser(TASKS[task]))
     for spec in settings_of(JobConfig):
         if spec.cli is not None:
             assert actions[spec.flag].dest == spec.name and actions[spec.flag].help.startswith(spec.help), spec.name
+    for spec in (*input_options(AUTO), *TASKS[task].options):
+        assert actions[spec.flag].help.startswith(spec.help), spec.name
     defaults = TASKS[task].sampler.to_dict()
     for spec in settings_of(SamplerConfig):  # every sampler setting, with this task's default
         shown = defaults[spec.name]

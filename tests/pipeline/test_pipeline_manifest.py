@@ -13,8 +13,8 @@ from pipeline_testdata import FAST, assert_exactly_once, hole, photo, png
 
 import pipeline
 from pipeline import carry, output
-from pipeline.manifest import object_storage
 from pipeline.sources import discover
+from pipeline.sources.manifest import object_storage
 from pipeline.stages import prepare
 from pipeline.storage import Storage
 
@@ -31,7 +31,7 @@ def test_csv_manifest_with_relative_paths(tmp_path):
     assert inputs.kind == "manifest" and inputs.ids.to_pylist() == ["007", "8", "9"]  # ids stay strings
     assert inputs.storage.root == str(tmp_path)  # relative URIs resolve against the manifest's folder
     assert carry.carried_schema(inputs.schema, "restore").names == ["image_uri", "mask_uri", "licence"]
-    rows = {r["id"]: r for r in prepare(inputs.listing, storage=inputs.storage).to_pylist()}
+    rows = {r["id"]: r for r in prepare(inputs.data.table, storage=inputs.storage).to_pylist()}
     assert rows["007"]["error"] is None and rows["007"]["seed"] == 3
     assert rows["8"]["error"].startswith("read: cannot read image 'img/gone.png': FileNotFoundError")
     assert rows["9"]["error"] == "read: image is missing (no image_uri)"

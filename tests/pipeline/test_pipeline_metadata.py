@@ -116,7 +116,8 @@ def test_keep_columns_through_the_cli(ray_address, tmp_path):
     table = pads.dataset(str(tmp_path / "out"), format="parquet").to_table()
     assert table.schema.names[-1] == "txt" and "json" not in table.schema.names
     assert sorted(table.column("txt").to_pylist()) == [f"photo {k}" for k in ids[:2]]
-    assert json.loads((tmp_path / "out" / "_summary.json").read_text())["config"]["prompt_suffix"] == "txt"
+    config = json.loads((tmp_path / "out" / "_summary.json").read_text())["config"]
+    assert config["input_options"]["prompt_suffix"] == "txt"
 
 
 def test_webdataset_metadata_survives_killing_the_driver(ray_address, tmp_path):

@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from pipeline_testdata import good_rows, hole, photo, png, write_shards
 
-from pipeline.sources import discover, read_pending, split_shards
+from pipeline.sources import discover, split_shards
+from pipeline.sources.parquet import read_pending
+from pipeline.stages import prepare
 from pipeline.storage import Storage
 
 
@@ -17,7 +19,7 @@ def test_parquet_shards_are_found_recursively_skipping_hidden(tmp_path):
     write_shards(tmp_path / "a", good_rows(5), per_shard=2)
     write_shards(tmp_path / "_tmp", good_rows(2, prefix="hidden"))
     inputs = discover(Storage.from_uri(str(tmp_path)))
-    assert inputs.kind == "parquet" and len(inputs.files) == 3
+    assert inputs.kind == "parquet" and len(inputs.data.files) == 3
     assert sorted(inputs.ids.to_pylist()) == [f"item-{i:03d}" for i in range(5)]
 
 
@@ -29,9 +31,9 @@ def test_empty_shards_are_not_read_and_do_not_decide_the_schema(tmp_path):
     pq.write_table(pa.Table.from_pylist(good_rows(1)).slice(0, 0), tmp_path / "c-no-rows.parquet")
     write_shards(tmp_path / "d", good_rows(2, prefix="more"))
     inputs = discover(Storage.from_uri(str(tmp_path)))
-    assert [Path(f).parent.name for f in inputs.files] == ["b", "d"]
+    assert [Path(f).parent.name for f in inputs.data.files] == ["b", "d"]
     assert {"id", "image", "mask"} <= set(inputs.schema.names)
-    by_shard = dict(zip(inputs.ids.to_pylist(), inputs.id_files.to_pylist(), strict=True))
+    by_shard = dict(zip(inputs.ids.to_pylist(), inputs.data.id_files.to_pylist(), strict=True))
     assert by_shard == {"item-000": 0, "item-001": 0, "item-002": 0, "more-000": 1, "more-001": 1}
 
 
@@ -70,18 +72,19 @@ def test_folder_matches_masks_by_stem_and_keeps_orphans(tmp_path):
     (tmp_path / "masks" / "no-image.png").write_bytes(png(hole()))
     (tmp_path / "images" / "notes.txt").write_text("ignored")
     inputs = discover(Storage.from_uri(str(tmp_path)))
-    rows = {r["id"]: r for r in inputs.listing.to_pylist()}
+    rows = {r["id"]: r for r in inputs.data.table.to_pylist()}
     assert sorted(rows) == ["a", "no-image", "no-mask", "sub/b"]
     assert (rows["sub/b"]["image_path"].endswith("images/sub/b.jpg")
             and rows["sub/b"]["mask_path"].endswith("masks/sub/b.png"))
     assert rows["no-mask"]["mask_path"] is None and rows["no-image"]["image_path"] is None
+    errors = {r["id"]: r["error"] for r in prepare(inputs.data.table, storage=inputs.storage).to_pylist()}
+    assert errors["no-mask"] == "read: mask is missing (no file in masks/ has this id's stem)"
+    assert errors["no-image"] == "read: image is missing (no file in images/ has this id's stem)"
 
 
 def test_a_file_name_that_is_not_utf8_is_an_error_row_not_a_crash(tmp_path):
     """A Latin-1 name (caf\xe9.png) on a local disk: discovery goes on; the item's row names why."""
     import os
-
-    from pipeline.stages import prepare
 
     for folder, data in (("images", png(photo())), ("masks", png(hole()))):
         os.makedirs(tmp_path / folder)
@@ -91,7 +94,7 @@ def test_a_file_name_that_is_not_utf8_is_an_error_row_not_a_crash(tmp_path):
     store = Storage.from_uri(str(tmp_path))
     inputs = discover(store)
     assert inputs.ids.to_pylist() == ["caf\\xe9", "ok"]
-    out = {r["id"]: r["error"] for r in prepare(inputs.listing, storage=store).to_pylist()}
+    out = {r["id"]: r["error"] for r in prepare(inputs.data.table, storage=store).to_pylist()}
     assert out == {"caf\\xe9": "read: image is missing (its file name is not valid UTF-8; rename the file)", "ok": None}
 
 
@@ -124,15 +127,13 @@ def test_folder_and_parquet_inputs_on_s3(s3_endpoint, bucket):
 
     import s3fs
 
-    from pipeline.stages import prepare
-
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
     fs.pipe({f"{bucket}/f/images/a.png": png(photo()), f"{bucket}/f/masks/a.png": png(hole()),
              f"{bucket}/f/images/b.webp": png(photo())})
     store = Storage.from_uri(f"s3://{bucket}/f", s3_endpoint)
     inputs = discover(store)
     assert inputs.kind == "folder" and sorted(inputs.ids.to_pylist()) == ["a", "b"]
-    rows = {r["id"]: r for r in prepare(inputs.listing, storage=store).to_pylist()}
+    rows = {r["id"]: r for r in prepare(inputs.data.table, storage=store).to_pylist()}
     assert rows["a"]["error"] is None and rows["b"]["error"].startswith("read: mask is missing")
 
     buf = io.BytesIO()

@@ -17,8 +17,8 @@ from pipeline_testdata import FAST, assert_exactly_once, hole, photo, png, read_
 import pipeline
 from pipeline import carry, output
 from pipeline.sources import discover
+from pipeline.sources.webdataset import Suffixes, expand_braces, split_member, to_rows
 from pipeline.storage import Storage
-from pipeline.webdataset import Suffixes, expand_braces, split_member, to_rows
 
 
 def _tar(members: list[tuple[str, bytes]]) -> bytes:
@@ -73,7 +73,7 @@ def test_resume_reads_only_shards_not_all_done_with_their_own_done_ids(tmp_path)
         (tmp_path / f"{shard:05d}.tar").write_bytes(data)
         keys.append(shard_keys)
     inputs = discover(Storage.from_uri(str(tmp_path)))
-    assert inputs.id_files.to_pylist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert inputs.data.id_files.to_pylist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     done = pa.array(keys[0] + keys[1][:1], pa.string())
     untouched, partial = split_shards(inputs, done)
     assert [Path(f).name for f in untouched] == ["00002.tar"]
@@ -86,7 +86,7 @@ def test_discovery_reads_keys_and_suffixes_from_the_headers(tmp_path):
         (tmp_path / f"{shard:05d}.tar").write_bytes(data)
     (tmp_path / "00000.parquet").write_bytes(b"img2dataset's metadata table, not a shard")
     inputs = discover(Storage.from_uri(str(tmp_path)))  # a folder of .tar: WebDataset, the .parquet ignored
-    assert inputs.kind == "webdataset" and len(inputs.files) == 2
+    assert inputs.kind == "webdataset" and len(inputs.data.files) == 2
     assert inputs.ids.to_pylist() == ["000000000", "000000001", "000000002", "000010000", "000010001", "000010002"]
     assert inputs.schema == pa.schema([("id", pa.string()), ("image", pa.binary()), ("mask", pa.binary()),
                                        ("json", pa.string()), ("txt", pa.string())])

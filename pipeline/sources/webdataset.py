@@ -25,11 +25,14 @@ import tarfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.sources import Inputs, _unique
+from fcs.settings import Setting, fail
+from pipeline.sources.base import INPUT_OPTIONS, Inputs, Source
+from pipeline.sources.common import Shards, drop_done, is_hidden, pending_shards, unique_ids
 from pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -49,17 +52,101 @@ class Suffixes:
     mask: str = DEFAULT_MASK_SUFFIX
     prompt: str | None = None
 
+    @classmethod
+    def from_options(cls, options: dict) -> Suffixes:
+        """From the source's checked options (:attr:`WebDatasetSource.options`)."""
+        return cls(options["image_suffixes"], options["mask_suffix"], options["prompt_suffix"])
 
-def is_webdataset(storage: Storage) -> bool:
-    """Whether ``storage`` names tar shards: a brace pattern, a ``.tar`` file or a folder with ``.tar`` files."""
-    if "{" in storage.root or storage.root.endswith(".tar"):
-        return True
-    return storage.fs.isdir(storage.root) and bool(_tars_in(storage))
+
+@dataclass
+class TarShards(Shards):
+    """The WebDataset ``Inputs.data``: the shards, each id's shard, and the members to use."""
+
+    suffixes: Suffixes
+
+
+def normalize_suffixes(values: Sequence[str] | str) -> tuple[str, ...]:
+    """Suffixes as given in a job (a list or one string), without leading dots."""
+    values = [values] if isinstance(values, str) else list(values)
+    return tuple(str(v).lstrip(".") for v in values)
+
+
+def _suffix_list(value: Any) -> Any:
+    """One string or a list of strings -> a tuple without leading dots; anything else as it came (the
+    check names it)."""
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        return normalize_suffixes(value)
+    return value
+
+
+def _suffix(value: Any) -> Any:
+    return normalize_suffixes(value)[0] if isinstance(value, str) else value
+
+
+def _is_suffix(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip("."))
+
+
+OPTIONS = (
+    Setting("image_suffixes", DEFAULT_IMAGE_SUFFIXES, "WebDataset: image members, the first present wins",
+            lambda v: None if isinstance(v, tuple) and v and all(map(_is_suffix, v))
+            else "a non-empty list of member suffixes, e.g. [jpg, png]",
+            cli={"nargs": "+", "metavar": "SUFFIX"}, normalize=_suffix_list),
+    Setting("mask_suffix", DEFAULT_MASK_SUFFIX, "WebDataset: the mask member",
+            lambda v: None if _is_suffix(v) else "a member suffix, e.g. mask.png", normalize=_suffix),
+    Setting("prompt_suffix", None, "WebDataset: the member used as the prompt, e.g. txt (none: no prompt from "
+            "the shards)", lambda v: None if v is None or _is_suffix(v) else "a member suffix, e.g. txt, or null",
+            normalize=_suffix),
+)
+
+
+class WebDatasetSource(Source):
+    name = "webdataset"
+    about = "WebDataset .tar shards (img2dataset layout), one sample per key"
+    options = OPTIONS
+
+    def detect(self, storage: Storage) -> bool:
+        """A brace pattern, a ``.tar`` file or a folder with ``.tar`` files."""
+        if "{" in storage.root or storage.root.endswith(".tar"):
+            return True
+        return storage.fs.isdir(storage.root) and bool(_tars_in(storage))
+
+    def check_options(self, values: dict) -> dict:
+        out = super().check_options(values)
+        if out["mask_suffix"] in out["image_suffixes"]:
+            fail(INPUT_OPTIONS + "mask_suffix", out["mask_suffix"],
+                 f"a suffix other than the image's: {', '.join(out['image_suffixes'])}")
+        return out
+
+    def discover(self, storage: Storage, *, mask: bool, options: dict, s3_endpoint: str | None) -> Inputs:
+        """Shards, ids (sample keys) and input columns, read from the tar headers. Fails fast (ValueError) on
+        a missing shard, an unreadable tar, a key in two shards (ids must be unique), or a member suffix named
+        like a column we make (``RESERVED``)."""
+        suffixes = Suffixes.from_options(options)
+        paths = shard_paths(storage)
+        with ThreadPoolExecutor(min(LISTING_THREADS, len(paths))) as pool:
+            listed = list(pool.map(lambda p: _members(storage, p), paths))
+        keys, shard_of_key, found = _samples(listed)
+        if not keys:
+            raise ValueError(f"the {len(paths)} shard(s) of {storage.uri()!r} hold no samples (<key>.<suffix> members)")
+        schema = _schema(found, suffixes)
+        ids = unique_ids(pa.array(keys, pa.string()))
+        log.info("webdataset: %d shard(s), %d sample(s), member suffixes %s", len(paths), len(ids), sorted(found))
+        return Inputs(self.name, storage, ids, schema, TarShards(paths, pa.array(shard_of_key, pa.int32()), suffixes))
+
+    def read(self, inputs: Inputs, done: pa.Array, *, block_rows: int, limit: int | None):
+        """Ray's reader over the shards not all done; rows are checked against the partly done shards'
+        done ids only."""
+        untouched, partial = pending_shards(inputs, done)
+        ds = read_shards(inputs, sorted(untouched + [f for f, _ in partial]))
+        if partial:
+            done = pa.array([i for _, ids in partial for i in ids], pa.string())
+            ds = ds.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
+        return ds.limit(limit) if limit is not None else ds
 
 
 def _tars_in(storage: Storage) -> list[str]:
-    return [p for p in storage.list_files("**/*.tar")
-            if not any(part.startswith(("_", ".")) for part in storage.relative(p).split("/"))]
+    return [p for p in storage.list_files("**/*.tar") if not is_hidden(storage.relative(p))]
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -149,47 +236,42 @@ def _members(storage: Storage, path: str) -> list[tuple[str, str]]:
     return members
 
 
-def discover(storage: Storage, suffixes: Suffixes = Suffixes()) -> Inputs:  # noqa: B008 - frozen
-    """Shards, ids (sample keys) and input columns, read from the tar headers. Fails fast (ValueError) on
-    a missing shard, an unreadable tar, a key in two shards (ids must be unique), or a member suffix named
-    like a column we make (``RESERVED``)."""
-    paths = shard_paths(storage)
-    with ThreadPoolExecutor(min(LISTING_THREADS, len(paths))) as pool:
-        listed = list(pool.map(lambda p: _members(storage, p), paths))
+def _samples(listed: list[list[tuple[str, str]]]) -> tuple[list[str], list[int], set[str]]:
+    """(every key in shard order, each key's shard, every member suffix) from the shards' members."""
     keys, shard_of_key, found = [], [], set()
     for shard, members in enumerate(listed):
         shard_keys = list(dict.fromkeys(key for key, _ in members))
         keys += shard_keys
         shard_of_key += [shard] * len(shard_keys)
         found.update(suffix for _, suffix in members)
-    if not keys:
-        raise ValueError(f"the {len(paths)} shard(s) of {storage.uri()!r} hold no samples (<key>.<suffix> members)")
+    return keys, shard_of_key, found
+
+
+def _schema(found: set[str], suffixes: Suffixes) -> pa.Schema:
+    """The input columns: id, image, mask and one per other member suffix; ValueError when a suffix
+    would take the name of a column we make (``RESERVED``)."""
     extra = sorted(found - set(suffixes.image) - {suffixes.mask})
     clash = [s for s in extra if s in RESERVED]
     if clash:
         raise ValueError(f"shard members with suffix(es) {', '.join(clash)} would make columns named like ours "
                          f"({', '.join(RESERVED)}); rename those members")
-    schema = pa.schema([("id", pa.string()), ("image", pa.binary()), ("mask", pa.binary())]
-                       + [(s, pa.string() if _is_text(s) else pa.binary()) for s in extra])
-    ids = _unique(pa.array(keys, pa.string()))
-    log.info("webdataset: %d shard(s), %d sample(s), member suffixes %s", len(paths), len(ids), sorted(found))
-    return Inputs("webdataset", storage, ids, paths, schema=schema, suffixes=suffixes,
-                  id_files=pa.array(shard_of_key, pa.int32()))
+    return pa.schema([("id", pa.string()), ("image", pa.binary()), ("mask", pa.binary())]
+                     + [(s, pa.string() if _is_text(s) else pa.binary()) for s in extra])
 
 
 def _is_text(suffix: str) -> bool:
     return suffix.rsplit(".", 1)[-1].lower() in TEXT_SUFFIXES
 
 
-def read(inputs: Inputs, files: Sequence[str]):
-    """A Ray Dataset of the samples of ``files`` (some of ``inputs.files``) as rows (see the module
+def read_shards(inputs: Inputs, files: Sequence[str]):
+    """A Ray Dataset of the samples of ``files`` (some of the shards) as rows (see the module
     docstring), unfiltered."""
     import ray
 
     ds = ray.data.read_webdataset(list(files), filesystem=inputs.storage.arrow_fs, decoder=None,
                                   fileselect=is_sample_member)
     return ds.map_batches(to_rows, batch_format="pyarrow",
-                          fn_kwargs=dict(suffixes=inputs.suffixes, schema=inputs.schema))
+                          fn_kwargs=dict(suffixes=inputs.data.suffixes, schema=inputs.schema))
 
 
 def to_rows(batch: pa.Table, suffixes: Suffixes, schema: pa.Schema) -> pa.Table:
@@ -226,8 +308,3 @@ def _text(raw: pa.Array) -> pa.Array:
     except pa.ArrowInvalid:
         return pa.array([None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()], pa.string())
 
-
-def normalize_suffixes(values: Sequence[str] | str) -> tuple[str, ...]:
-    """Suffixes as given in a job (a list or one string), without leading dots."""
-    values = [values] if isinstance(values, str) else list(values)
-    return tuple(str(v).lstrip(".") for v in values)
