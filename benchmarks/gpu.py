@@ -84,13 +84,10 @@ def build(name: str, tiny: bool, device: str):
 
     arch = memory.architecture(name)
     if tiny:
-        import importlib
-
         from fcs import load_denoiser
         from fcs.loading import BUILT
 
-        module, builder = BUILT[arch.tiny].split(":")
-        path = getattr(importlib.import_module(module), builder)(Path(tempfile.mkdtemp()) / arch.tiny)
+        path = BUILT[arch.tiny](Path(tempfile.mkdtemp()) / arch.tiny)
         den = load_denoiser(path, device=device, dtype=torch.float32)
         return den, lambda batch: den.encode_prompt([""] * batch)
     torch.manual_seed(0)

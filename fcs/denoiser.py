@@ -134,8 +134,18 @@ class Denoiser:
         return self.channels, height // self.scale_factor, width // self.scale_factor
 
     def min_side(self) -> int:
-        """The smallest image side (pixels) this model takes."""
-        return self.size_multiple
+        """The smallest image side (pixels) this model takes. Images are padded up to a multiple of
+        ``size_multiple``; every group norm must then see more than one value per group for one image
+        (:meth:`norm_levels`), which small UNets miss at their coarsest level on the smallest grid."""
+        multiple = self.size_multiple
+        if all(per_group * (multiple // pixels) ** 2 > 1 for pixels, per_group in self.norm_levels()):
+            return 1  # any side, padded to one grid cell
+        return multiple + 1  # two cells: every level then has at least 2 × 2 values per channel
+
+    def norm_levels(self) -> list[tuple[int, int]]:
+        """(pixels per cell along a side, fewest channels per group) at each resolution where the model
+        runs group norms (:mod:`fcs.families.group_norm`); none by default."""
+        return []
 
     def encode(self, images: Tensor) -> Tensor:
         """Model-space x0 of images (B, 3, H, W) in [0, 1]; pixel models: 2·x − 1 (float64 stays float64)."""

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from fcs.denoiser import Denoiser
 from fcs.families import family
+from fcs.families.tiny_flux import build_tiny_flux
+from fcs.families.tiny_sd3 import build_tiny_sd3
+from fcs.families.tiny_sdxl import build_tiny_sdxl
+from fcs.publish import publish_once
 from fcs.oracles import ORACLES, load_oracle
+from fcs.tiny import build_tiny_clip_vision, build_tiny_pixel, build_tiny_sd, build_tiny_sd_v
 
 log = logging.getLogger(__name__)
-
-
-class _TorchvisionNotice(logging.Filter):
-    """Drops transformers' notice that it falls back to PIL image processors without torchvision:
-    torchvision is not a dependency here by design, so the notice only adds noise to every load."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "requires torchvision" not in record.getMessage()
-
-
-logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionNotice())
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -52,11 +47,11 @@ def resolve_device(device: str | None) -> str:
     return "cpu"
 
 
-BUILT = {  # name -> "module:builder" writing a random-weight model folder (tests, --smoke, offline demos)
-    "tiny": "fcs.tiny:build_tiny_sd", "tiny-v": "fcs.tiny:build_tiny_sd_v", "tiny-pixel": "fcs.tiny:build_tiny_pixel",
-    "tiny-sdxl": "fcs.families.tiny_sdxl:build_tiny_sdxl", "tiny-sd3": "fcs.families.tiny_sd3:build_tiny_sd3",
-    "tiny-flux": "fcs.families.tiny_flux:build_tiny_flux",
+BUILT: dict[str, Callable[[Path], object]] = {  # name -> builder writing a random-weight model folder there
+    "tiny": build_tiny_sd, "tiny-v": build_tiny_sd_v, "tiny-pixel": build_tiny_pixel,  # tests, --smoke, demos
+    "tiny-sdxl": build_tiny_sdxl, "tiny-sd3": build_tiny_sd3, "tiny-flux": build_tiny_flux,
 }
+BUILT_DONE = "model_index.json"  # the file a complete built-in model folder has
 SHIPPED = {"photo": Path(__file__).parent / "models" / "photo"}  # trained, committed with the package
 BUILTIN = (*BUILT, *SHIPPED, *ORACLES)
 TINY_CLIP = "tiny-clip"  # built-in random-weight CLIP vision model for style jobs (tests, --smoke)
@@ -67,7 +62,7 @@ def builtin_models() -> list[dict]:
     shipped = [{"name": n, "kind": "trained, shipped with fcs", "path": str(p),
                 "present": (p / "model_index.json").exists()} for n, p in SHIPPED.items()]
     built = [{"name": n, "kind": "random weights, written on first use", "path": str(cache_dir() / n),
-              "present": (cache_dir() / n / "model_index.json").exists()} for n in BUILT]
+              "present": (cache_dir() / n / BUILT_DONE).exists()} for n in BUILT]
     oracles = [{"name": n, "kind": "analytic prior with an exact posterior", "path": "fcs/oracles", "present": True}
                for n in ORACLES]
     return shipped + built + oracles
@@ -89,35 +84,41 @@ def resolve_model(model: str | Path) -> str:
         return str(SHIPPED[name])
     if name not in BUILT:
         return str(Path(name).resolve()) if Path(name).exists() else name
-    import importlib
+    write_builtin(name)
+    return str(cache_dir() / name)
 
-    path = cache_dir() / name
-    if not (path / "model_index.json").exists():
-        log.info("writing built-in random-weight model %r to %s", name, path)
-        module, builder = BUILT[name].split(":")
-        getattr(importlib.import_module(module), builder)(path)
-    return str(path)
+
+def write_builtin(name: str) -> bool:
+    """Write the random-weight built-in ``name`` (:data:`BUILT`) to ``cache_dir() / name`` unless it is
+    there, published whole (:func:`fcs.publish.publish_once`: concurrent processes build it once and
+    never see a partial folder). True when this call wrote it."""
+    return publish_once(cache_dir() / name, BUILT[name], BUILT_DONE)
 
 
 def resolve_clip(model: str) -> str:
-    """Map 'tiny-clip' to its folder, written on first use and published with one rename (so
-    concurrent workers never load a half-written folder); hub ids and local folders pass through."""
+    """Map 'tiny-clip' to its folder, written on first use as :func:`write_builtin` writes the built-in
+    models; hub ids and local folders pass through."""
     if model != TINY_CLIP:
         return model
-    from fcs.tiny import build_tiny_clip_vision
-
     path = cache_dir() / TINY_CLIP
-    while not (path / "config.json").exists():
-        partial = path.with_name(f".{TINY_CLIP}.partial-{os.getpid()}")
-        log.info("writing built-in random-weight CLIP vision model to %s", path)
-        build_tiny_clip_vision(partial)
-        try:
-            os.rename(partial, path)
-        except OSError:  # published by another process meanwhile, or an interrupted older build
-            shutil.rmtree(partial, ignore_errors=True)
-            if not (path / "config.json").exists():
-                shutil.rmtree(path, ignore_errors=True)
+    publish_once(path, build_tiny_clip_vision, "config.json")
     return str(path)
+
+
+@contextlib.contextmanager
+def _without_torchvision_notice() -> Iterator[None]:
+    """Drops transformers' notice that it falls back to PIL image processors without torchvision
+    (torchvision is not a dependency by design), while one pipeline loads: no filter outlives the call."""
+    logger = logging.getLogger("transformers.utils.import_utils")
+    logger.addFilter(_not_torchvision_notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_torchvision_notice)
+
+
+def _not_torchvision_notice(record: logging.LogRecord) -> bool:
+    return "requires torchvision" not in record.getMessage()
 
 
 def model_folder(model: str | Path) -> Path | None:
@@ -159,7 +160,8 @@ def load_denoiser(
         denoiser_class = family(str(index.get("_class_name", "")))
         is_sd = "safety_checker" in index or index.get("_class_name") == "StableDiffusionPipeline"
         extra = {"safety_checker": None, "requires_safety_checker": False} if is_sd else {}
-        pipe = DiffusionPipeline.from_pretrained(source, dtype=torch_dtype, use_safetensors=True, **extra)
+        with _without_torchvision_notice():
+            pipe = DiffusionPipeline.from_pretrained(source, dtype=torch_dtype, use_safetensors=True, **extra)
     except OSError as exc:
         raise OSError(
             f"cannot load model {str(model)!r}: {str(exc).splitlines()[0]} "

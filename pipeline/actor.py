@@ -61,7 +61,7 @@ class TaskActor:
             log.warning("Ray assigned GPU(s) %s to this actor but torch sees no CUDA device; running on CPU",
                         ray_gpus)
         self.denoiser = fcs.load_denoiser(stage_model(model, endpoint), device=device, dtype=dtype)
-        self.min_side = self.denoiser.min_side()  # probed before compiling: no graphs for probe shapes
+        self.min_side = self.denoiser.min_side()  # from the configs: no forward pass
         self.denoiser.accelerate(compile=compile_unet, channels_last=channels_last)
         self.pad_to = pad_to if self.task.batched else None
         self.device = str(self.denoiser.device)

@@ -7,7 +7,7 @@ A sampler actor calls :func:`stage_model` before :func:`fcs.load_denoiser`; the 
 - a hub id (``stable-diffusion-v1-5/stable-diffusion-v1-5``): snapshot-downloaded into the cache,
   so that the hub sees one request per node instead of one per actor;
 - a local folder (or ``file://`` URI), e.g. a shared volume: used in place;
-- a built-in name (``tiny``, ...): written once by :func:`fcs.loading.resolve_model`.
+- a built-in name (``tiny``, ...): written once into ``$FCS_CACHE`` by :func:`fcs.loading.write_builtin`.
 
 Cache layout (``$FCS_MODEL_CACHE``, default ``$FCS_CACHE/models``; mount a node-local disk there)::
 
@@ -17,7 +17,8 @@ Cache layout (``$FCS_MODEL_CACHE``, default ``$FCS_CACHE/models``; mount a node-
 
 Actors on one node serialise on the ``.lock`` file (``filelock``, released by the OS if a process
 dies); the first downloads into a private ``.partial`` folder and renames it into place, the others
-find the folder and load it. A URI is taken as immutable: publish a new model under a new prefix.
+find the folder and load it (:func:`fcs.publish.publish_once`, which writes the built-ins too). A URI
+is taken as immutable: publish a new model under a new prefix.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import os
 import shutil
 import socket
 import time
-import uuid
 from pathlib import Path
 
 CACHE_ENV = "FCS_MODEL_CACHE"
@@ -67,6 +67,7 @@ def stage_model(
         OSError: the source cannot be reached (the message says which and why).
     """
     from fcs.loading import BUILTIN
+    from fcs.publish import publish_once
 
     source = str(source).strip()
     kind = _kind(source)
@@ -81,11 +82,13 @@ def stage_model(
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     if kind == "builtin":
-        return _locked(root, source, timeout_s, lambda: _build_builtin(source, root))
+        return _build_builtin(source, root)
     final = root / _key(source, endpoint)
-    if (final / MANIFEST).exists():
-        return str(final)
-    return _locked(root, final.name, timeout_s, lambda: _download(source, kind, endpoint, root, final))
+    started = time.time()
+    if publish_once(final, lambda partial: _download(source, kind, endpoint, partial), MANIFEST, timeout_s):
+        manifest = json.loads((final / MANIFEST).read_text())
+        _record(root, source, "download", str(final), started, (manifest["files"], manifest["bytes"]))
+    return str(final)
 
 
 def downloads(cache_dir: str | Path | None = None) -> list[dict]:
@@ -152,50 +155,25 @@ def _key(source: str, endpoint: str | None) -> str:
     return f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in readable)[:150]}--{digest}"
 
 
-def _locked(root: Path, name: str, timeout_s: float, fetch) -> str:
-    from filelock import FileLock, Timeout
-
-    try:
-        with FileLock(str(root / f"{name}.lock"), timeout=timeout_s):
-            return fetch()
-    except Timeout:
-        raise OSError(
-            f"model cache: waited {timeout_s:.0f}s for another process staging {name!r} in {root}; "
-            f"if none is running, delete {root / name}.lock"
-        ) from None
-
-
 def _build_builtin(name: str, root: Path) -> str:
-    from fcs.loading import cache_dir, resolve_model
+    """A built-in's folder, written once by fcs (under fcs's own lock); the build is logged here."""
+    from fcs.loading import BUILT, resolve_model, write_builtin
 
-    existed = (cache_dir() / name / "model_index.json").exists()
     started = time.time()
+    built = name in BUILT and write_builtin(name)  # shipped models and oracles are never built
     path = resolve_model(name)
-    if not existed and Path(path).is_relative_to(cache_dir()):  # shipped built-ins are never built
+    if built:
         _record(root, name, "build", path, started, _tree_size(Path(path)))
     return path
 
 
-def _download(source: str, kind: str, endpoint: str | None, root: Path, final: Path) -> str:
-    """Runs under the lock: fetch into a private folder, then publish it with one rename."""
-    if (final / MANIFEST).exists():  # another process finished while this one waited
-        return str(final)
-    for stale in root.glob(f".{final.name}.partial-*"):  # left by a killed process
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = root / f".{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    started = time.time()
-    try:
-        (_fetch_uri if kind == "uri" else _fetch_hub)(source, endpoint, partial)
-        files, size = _tree_size(partial)
-        manifest = {"source": source, "endpoint": endpoint, "files": files, "bytes": size, "staged_at": time.time()}
-        (partial / MANIFEST).write_text(json.dumps(manifest))
-        if final.exists():  # a folder without a manifest: an interrupted older layout
-            shutil.rmtree(final)
-        os.rename(partial, final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    _record(root, source, "download", str(final), started, (files, size))
-    return str(final)
+def _download(source: str, kind: str, endpoint: str | None, partial: Path) -> None:
+    """Fetch ``source`` into the private folder ``partial`` (published by :func:`fcs.publish.publish_once`)
+    and write its manifest last."""
+    (_fetch_uri if kind == "uri" else _fetch_hub)(source, endpoint, partial)
+    files, size = _tree_size(partial)
+    manifest = {"source": source, "endpoint": endpoint, "files": files, "bytes": size, "staged_at": time.time()}
+    (partial / MANIFEST).write_text(json.dumps(manifest))
 
 
 def _fetch_uri(source: str, endpoint: str | None, dest: Path) -> None:
@@ -238,7 +216,7 @@ def _tree_size(path: Path) -> tuple[int, int]:
 
 
 def _record(root: Path, source: str, what: str, path: str, started: float, size: tuple[int, int]) -> None:
-    """Append one line to the cache's download log (under the model's lock)."""
+    """Append one line to the cache's download log (one short append: whole lines across processes)."""
     entry = {"source": source, "what": what, "path": path, "files": size[0], "bytes": size[1],
              "seconds": round(time.time() - started, 3), "host": socket.gethostname(), "node": _node_id(),
              "pid": os.getpid(), "at": time.time()}

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from fcs.denoiser import Cond, Denoiser
+from fcs.families.group_norm import vae_levels
 from fcs.schedule import Schedule
 
 DEFAULT_GUIDANCE = 3.5  # FluxPipeline's default guidance_scale (dev's embedded guidance)
@@ -110,6 +111,10 @@ class FluxDenoiser(Denoiser):
     def size_multiple(self) -> int:
         """Image sides must be multiples of this: the VAE factor times the 2×2 latent packing."""
         return 2 * self.scale_factor
+
+    def norm_levels(self) -> list[tuple[int, int]]:
+        """The VAE's group norms (the transformer has none)."""
+        return vae_levels(self.vae.config)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> FluxDenoiser:
         kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}

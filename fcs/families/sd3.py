@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from fcs.denoiser import Cond, Denoiser
+from fcs.families.group_norm import vae_levels
 from fcs.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ class SD3Denoiser(Denoiser):
         """The largest image side (pixels) the transformer's cropped position embedding covers."""
         cells = self.transformer.config.pos_embed_max_size
         return None if cells is None else cells * self.size_multiple
+
+    def norm_levels(self) -> list[tuple[int, int]]:
+        """The VAE's group norms (the transformer has none)."""
+        return vae_levels(self.vae.config)
 
     def _text_encoders(self) -> list[torch.nn.Module]:
         return [m for m in (getattr(self.pipe, n, None) for n in TEXT_ENCODERS) if m is not None]

@@ -69,7 +69,6 @@ class SDXLDenoiser(UNetDenoiser):
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond = None
         self._channels_last = False
-        self._min_side = None
         self._prompts: dict[str, tuple[Tensor, Tensor]] = {}  # prompt -> (prompt_embeds, pooled) rows, fp32
         self._negative: dict[str, tuple[Tensor, Tensor]] = {}  # "" -> the guidance negative (shared by views)
         self._time_ids: dict[tuple, Tensor] = {}

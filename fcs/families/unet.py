@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from fcs.denoiser import EMPTY, Cond, Denoiser
+from fcs.families.group_norm import unet_levels, vae_levels
 from fcs.schedule import Schedule, check_prediction, vp_coefficients
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,6 @@ class UNetDenoiser(Denoiser):
         self._alphas = self.scheduler.alphas_cumprod.to(torch.float64)
         self._uncond: Cond | None = None
         self._channels_last = False
-        self._min_side: int | None = None
 
     @classmethod
     def from_pipe(cls, pipe: Any, guidance_scale: float = 1.0, name: str = "model") -> UNetDenoiser:
@@ -124,29 +124,10 @@ class UNetDenoiser(Denoiser):
         """Image sides must be multiples of this: the VAE factor times the UNet's downsampling."""
         return self.scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
 
-    def min_side(self) -> int:
-        """The smallest image side (pixels) this model takes. Images are padded to ``size_multiple``;
-        where a group norm at the coarsest level would then see one value per group (small UNets)
-        the padded side must be larger. Probed once with forward passes on a zero image."""
-        if self._min_side is None:
-            unet = getattr(self.unet, "_orig_mod", self.unet)  # never compile graphs for the probe
-            view = copy.copy(self)
-            view.unet = unet
-            t = self.schedule(1).timesteps[0]
-            for cells in range(1, 9):
-                padded = cells * self.size_multiple
-                try:
-                    with torch.no_grad():
-                        image = torch.zeros(1, 3, padded, padded, device=self.device)
-                        x = view.encode(image) if self.is_latent else image[:, : self.channels]
-                        view.decode(view.predict(x, t, view.encode_prompt([""]))[1])
-                except (RuntimeError, ValueError) as exc:
-                    if "Expected more than 1 value per channel" not in str(exc) or cells == 8:
-                        raise
-                    continue
-                self._min_side = padded - self.size_multiple + 1
-                break
-        return self._min_side
+    def norm_levels(self) -> list[tuple[int, int]]:
+        """The UNet's group norms over VAE cells, and the VAE's own."""
+        levels = unet_levels(self.unet.config, self.scale_factor)
+        return levels + (vae_levels(self.vae.config) if self.vae is not None else [])
 
     def coefficients(self, t: int) -> tuple[float, float]:
         """(α_t, σ_t) = (√ᾱ_t, √(1 − ᾱ_t)) from the fp64 schedule."""

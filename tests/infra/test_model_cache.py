@@ -79,6 +79,32 @@ def test_builtin_names_resolve_through_fcs(fcs_cache, monkeypatch, tmp_path) -> 
     assert (path / "model_index.json").exists() and path.parent == fcs_cache
 
 
+def test_concurrent_stagers_of_a_builtin_build_it_once(monkeypatch, tmp_path) -> None:
+    """The built-ins are written by fcs under the same lock-and-rename as downloads: one build, logged once."""
+    from fcs.loading import BUILT
+
+    build = BUILT["tiny-pixel"]
+
+    def slow_build(path):
+        threading.Event().wait(0.3)  # keep the lock held while the others arrive
+        return build(path)
+
+    monkeypatch.setitem(BUILT, "tiny-pixel", slow_build)
+    monkeypatch.setenv("FCS_CACHE", str(tmp_path / "fcs"))
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(stage_model("tiny-pixel", cache_dir=tmp_path / "node")))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(paths) == 3 and set(paths) == {str(tmp_path / "fcs" / "tiny-pixel")}
+    assert (Path(paths[0]) / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert [(d["source"], d["what"]) for d in downloads(tmp_path / "node")] == [("tiny-pixel", "build")]
+    assert not list((tmp_path / "fcs").glob(".*partial*"))
+
+
 def test_hub_ids_are_snapshot_downloaded_once(monkeypatch, model_dirs, tmp_path) -> None:
     import shutil
 

@@ -4,7 +4,6 @@ same class the job uses, called without Ray)."""
 
 from __future__ import annotations
 
-import importlib
 import io
 
 import numpy as np
@@ -29,8 +28,7 @@ SMALL = {"restore": {}, "superres": {"scale": 2}, "outpaint": {"pad": 8}, "layer
 
 
 def _build(name: str, folder):
-    module, builder = BUILT[name].split(":")
-    return getattr(importlib.import_module(module), builder)(folder / name)
+    return BUILT[name](folder / name)
 
 
 @pytest.fixture(scope="module")
