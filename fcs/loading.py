@@ -15,8 +15,8 @@ from fcs.families import family
 from fcs.families.tiny_flux import build_tiny_flux
 from fcs.families.tiny_sd3 import build_tiny_sd3
 from fcs.families.tiny_sdxl import build_tiny_sdxl
-from fcs.publish import publish_once
 from fcs.oracles import ORACLES, load_oracle
+from fcs.publish import publish_once
 from fcs.tiny import build_tiny_clip_vision, build_tiny_pixel, build_tiny_sd, build_tiny_sd_v
 
 log = logging.getLogger(__name__)
