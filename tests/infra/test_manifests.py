@@ -275,7 +275,7 @@ def test_submit_script_submits_fcs_commands_the_cli_accepts(tmp_path: Path) -> N
     assert doctor[:2] == ["fcs", "doctor"] and parse_fcs(doctor).uris
     assert restore[:3] == ["fcs", "run", "restore"]
     args = parse_fcs(restore)
-    assert all(getattr(args, flag) is not None for flag in JOB_FLAGS) and args.steps == 10
+    assert all(getattr(args, flag) is not None for flag in JOB_FLAGS) and args.sampler_steps == 10
     assert args.input.startswith("s3://") and args.output.startswith("s3://")
     # Its default --actors fits the GPUs that the long-lived clusters keep up.
     launcher = load_yaml("infra/aws/cluster.yaml")["available_node_types"]
