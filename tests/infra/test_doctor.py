@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
+from infra_helpers import REPO
 from venv_tools import venv_tool
 
 from jobs.cli import main
@@ -93,13 +95,15 @@ def _report(ray_report: dict) -> dict:
 
 
 def test_doctor_flags_a_cluster_without_token_auth_and_a_refused_token() -> None:
-    from jobs.doctor import _auth_line, problems
+    from jobs.doctor import AUTH_HELP, _auth_line, problems
 
     open_cluster = {"connected": True, "address": "10.0.0.1:6379", "nodes": [],
                     "auth": {"cluster": "disabled", "client": {"mode": "disabled", "token": None}}}
     found = problems(_report(open_cluster), require_gpu=False)
     assert len(found) == 1 and "10.0.0.1:6379 runs without token authentication" in found[0]
-    assert "RAY_AUTH_MODE=token" in found[0] and "docs/cluster.md" in found[0]
+    assert "RAY_AUTH_MODE=token" in found[0] and AUTH_HELP in found[0]
+    page, section = re.fullmatch(r"(\S+), section '(.+)'", AUTH_HELP).groups()
+    assert f"\n## {section}\n" in (REPO / page).read_text(), f"{AUTH_HELP} points nowhere"
     assert "requires NO token" in _auth_line(open_cluster["auth"])
 
     secured = dict(open_cluster, auth={"cluster": "token", "client": {"mode": "token", "token": "$RAY_AUTH_TOKEN"}})
