@@ -6,7 +6,24 @@
 # Every setting can be overridden from the environment. The job runs `fcs run restore` on the head
 # (the driver); the sampler actors run on the GPU workers. To resume after a failure, run this
 # script again with the same INPUT/OUTPUT: ids already written to OUTPUT are skipped.
+#
+# The clusters in infra/ require Ray's token (RAY_AUTH_MODE=token): give it as RAY_AUTH_TOKEN, or as a
+# file in RAY_AUTH_TOKEN_PATH (default ~/.ray/auth_token); how to read it from the cluster's secret is
+# at the top of infra/kuberay/raycluster.yaml and infra/aws/cluster.yaml. Without one this script stops.
 set -euo pipefail
+
+token_file="${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}"
+if [[ -z "${RAY_AUTH_TOKEN:-}" && ! -s "$token_file" ]]; then
+    cat >&2 <<MESSAGE
+submit_job.sh: no Ray auth token: RAY_AUTH_TOKEN is empty and $token_file is missing or empty.
+The cluster refuses jobs without its token. Set it, then rerun:
+  KubeRay: export RAY_AUTH_TOKEN="\$(kubectl get secret fcs-ray-token -o jsonpath='{.data.auth_token}' | base64 -d)"
+  AWS:     export RAY_AUTH_TOKEN="\$(aws secretsmanager get-secret-value --region us-west-2 --secret-id fcs/ray-auth-token \\
+               --query SecretString --output text)"
+MESSAGE
+    exit 2
+fi
+export RAY_AUTH_MODE=token   # Ray's client sends the token only in token mode
 
 RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"
 INPUT="${INPUT:-s3://example-bucket/shards/}"

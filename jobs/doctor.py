@@ -6,11 +6,13 @@
 
 Reports versions (python, fcs, torch and its CUDA build, diffusers, ray, pyarrow, s3fs), the GPUs torch
 sees here (or says plainly that there is no GPU), the Ray cluster's nodes and resources with a
-probe of torch's GPUs on every node, whether each given URI is reachable, the model cache, and the
+probe of torch's GPUs on every node, whether that cluster requires Ray's token authentication and
+whether this process has a token, whether each given URI is reachable, the model cache, and the
 memory each model family needs (weights, text encoders, activations per item; traced on the meta device
 by :mod:`fcs.families.memory`) with the largest batch that fits each GPU found.
 Exit code 0 when every check passes, 1 when a URI is unreachable, a GPU node's torch sees no GPU,
-or ``--require-gpu`` finds none.
+``--require-gpu`` finds none, the cluster runs without token authentication (anyone who reaches it
+can run code there), or it refused this process for want of its token.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ import platform
 import shutil
 import socket
 import sys
+import urllib.request
+from pathlib import Path
 
 PACKAGES = ("fcs", "torch", "diffusers", "transformers", "ray", "pyarrow", "s3fs", "fsspec")
+
+# Ray's token authentication (Ray >= 2.52): the mode variable every node and client reads, and where a
+# client finds the token, highest precedence first (docs.ray.io, ray-security/token-auth).
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
+TOKEN_VAR = "RAY_AUTH_TOKEN"
+TOKEN_PATH_VAR = "RAY_AUTH_TOKEN_PATH"
+DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token")
+AUTH_HELP = "docs/cluster.md, section 'Token authentication'"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,8 +92,54 @@ def node_report(cache_dir: str | None) -> dict:
     return gpu_report() | {"model_cache": cache}
 
 
-def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60.0) -> dict:
-    """Connect to a running cluster (never start one) and probe every alive node."""
+def client_auth() -> dict:
+    """This process's token settings as Ray reads them: ``mode`` (``token`` sends a token) and ``token``,
+    where the token comes from (never the token itself), None when there is none."""
+    path = os.environ.get(TOKEN_PATH_VAR)
+    if os.environ.get(TOKEN_VAR):
+        source = f"${TOKEN_VAR}"
+    elif path:
+        source = f"${TOKEN_PATH_VAR} ({path})" if _non_empty(Path(path)) else None
+    else:
+        source = str(DEFAULT_TOKEN_FILE) if _non_empty(DEFAULT_TOKEN_FILE.expanduser()) else None
+    return {"mode": os.environ.get(AUTH_MODE_VAR, "disabled").lower(), "token": source}
+
+
+def _non_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def cluster_auth(dashboard_url: str | None, client: dict) -> str:
+    """``token``, ``disabled`` or ``unknown``: the dashboard says which (a public endpoint); without one,
+    a client that sent no token and got in proves the cluster does not require one."""
+    if dashboard_url:
+        url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+        try:
+            with urllib.request.urlopen(f"{url}/api/authentication_mode", timeout=10) as answer:
+                return json.load(answer)["authentication_mode"]
+        except (OSError, ValueError, KeyError):
+            pass
+    return "disabled" if client["mode"] != "token" else "unknown"
+
+
+def _refused_for_auth(exc: BaseException) -> bool:
+    """Whether ``ray.init`` failed because the cluster rejected this process's (missing) token."""
+    from ray.exceptions import AuthenticationError
+
+    while exc is not None:
+        if isinstance(exc, AuthenticationError) or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def connect(address: str | None) -> dict:
+    """``ray.init`` to a running cluster (never start one): ``connected``, and ``auth`` (whether the cluster
+    requires a token, what this process sends) when connected or refused for want of the token. Connected,
+    the caller calls ``ray.shutdown()``."""
     import ray
 
     if address == "none":
@@ -90,9 +148,23 @@ def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60
     if not address:
         return {"connected": False, "reason": "no $RAY_ADDRESS and no cluster started here with `ray start`"}
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        context = ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        return {"connected": False, "reason": str(exc).splitlines()[0]}
+        # Read after ray.init: it turns token mode on by itself when it finds a token for a local cluster.
+        auth = {"cluster": "token", "client": client_auth()} if _refused_for_auth(exc) else None
+        return {"connected": False, "address": address, "reason": str(exc).splitlines()[0], "auth": auth}
+    client = client_auth()
+    return {"connected": True, "address": address, "auth": {"cluster": cluster_auth(context.dashboard_url, client),
+                                                            "client": client}}
+
+
+def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60.0) -> dict:
+    """Connect (:func:`connect`) and probe every alive node of the cluster."""
+    import ray
+
+    report = connect(address)
+    if not report["connected"]:
+        return report
     try:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         probe = ray.remote(num_cpus=0)(node_report)
@@ -103,7 +175,7 @@ def ray_report(address: str | None, cache_dir: str | None, timeout_s: float = 60
             env = {"env_vars": {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}}
             refs[n["NodeID"]] = probe.options(scheduling_strategy=strategy, runtime_env=env).remote(cache_dir)
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
-        report = {"connected": True, "address": address, "resources": ray.cluster_resources(), "nodes": []}
+        report |= {"resources": ray.cluster_resources(), "nodes": []}
         for n in nodes:
             ref = refs[n["NodeID"]]
             entry = {"node_id": n["NodeID"], "ip": n["NodeManagerAddress"],
@@ -177,7 +249,29 @@ def problems(report: dict, require_gpu: bool) -> list[str]:
             found.append(f"node {node['ip']} ({node['node_id'][:8]}): probe failed: {node['probe']['error']}")
     if require_gpu and not any_gpu:
         found.append("no GPU: --require-gpu was given and neither this machine nor any Ray node has one")
-    return found
+    return found + auth_problems(report["ray"])
+
+
+def auth_problems(ray_r: dict) -> list[str]:
+    """A cluster without token authentication, or one that refused this process's (missing) token."""
+    auth, address = ray_r.get("auth"), ray_r.get("address")
+    if not auth:
+        return []
+    if not ray_r["connected"]:
+        return [f"Ray cluster {address} requires a token and refused this process, which {_sent(auth['client'])}: "
+                f"set {AUTH_MODE_VAR}=token and {TOKEN_VAR} (or {TOKEN_PATH_VAR}) to the cluster's token ({AUTH_HELP})"]
+    if auth["cluster"] == "disabled":
+        return [f"Ray cluster {address} runs without token authentication: anyone who reaches its GCS or "
+                f"dashboard can run code on it. Start every node with {AUTH_MODE_VAR}=token and a token from a "
+                f"secret store, as the files in infra/ do ({AUTH_HELP})"]
+    return []
+
+
+def _sent(client: dict) -> str:
+    """What this process sends: Ray sends a token only in token mode."""
+    if client["mode"] == "token" and client["token"]:
+        return f"sends the token from {client['token']}"
+    return f"sends none ({AUTH_MODE_VAR}={client['mode']}, token: {client['token'] or 'none found'})"
 
 
 def _gpu_line(r: dict) -> str:
@@ -198,7 +292,9 @@ def format_report(report: dict, issues: list[str]) -> str:
              f"{m['model_cache']['downloads']} download(s) logged, {m['model_cache']['free_gb']} GB free)"]
     lines += [f"           - {x['source']} -> {x['path']} ({x['bytes'] / 2**20:.1f} MB)"
               for x in m["model_cache"]["models"]]
-    if not ray_r["connected"]:
+    if ray_r.get("auth") and not ray_r["connected"]:
+        lines.append(f"ray:       {ray_r['address']} refused this process ({ray_r['reason']})")
+    elif not ray_r["connected"]:
         lines.append(f"ray:       no running cluster ({ray_r['reason']}); a job starts a local one on this machine")
     else:
         res = ray_r["resources"]
@@ -209,12 +305,20 @@ def format_report(report: dict, issues: list[str]) -> str:
             seen = _gpu_line(p) if "gpus" in p else p["error"]
             lines.append(f"           - {node['ip']} {node['node_id'][:8]} CPU {node['resources'].get('CPU', 0):g} "
                          f"GPU {node['resources'].get('GPU', 0):g}; torch: {seen}")
+    if ray_r.get("auth"):
+        lines.append(f"auth:      {_auth_line(ray_r['auth'])}")
     for s in report["storage"]:
         lines.append(f"storage:   {'ok  ' if s['ok'] else 'FAIL'} {s['uri']}: {s['detail']}")
     if report.get("memory") is not None:
         lines += _memory_lines(report)
     lines += [f"PROBLEM:   {x}" for x in issues] or ["all checks passed"]
     return "\n".join(lines)
+
+
+def _auth_line(auth: dict) -> str:
+    cluster = {"token": "the cluster requires a token", "disabled": "the cluster requires NO token (open to anyone)",
+               "unknown": "the cluster accepted this token (whether it requires one: unknown, no dashboard)"}
+    return f"{cluster.get(auth['cluster'], auth['cluster'])}; this process {_sent(auth['client'])}"
 
 
 def _gpus_seen(report: dict) -> list[dict]:

@@ -1,5 +1,6 @@
 """Fixtures for the cluster and container tests: pyproject.toml, a local multi-node Ray cluster with
-the Jobs API (dashboard) up, and a moto S3 server. Plain helpers live in ``infra_helpers``.
+the Jobs API (dashboard) up, a one-node cluster started by ``ray start`` with token authentication,
+and a moto S3 server. Plain helpers live in ``infra_helpers``.
 
 The cluster is ``ray.cluster_utils.Cluster``: a CPU head that runs the job drivers and two worker
 nodes with one "GPU" each. Every node gets its own ``$FCS_MODEL_CACHE`` through the raylet's
@@ -11,7 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from infra_helpers import REPO
+from venv_tools import venv_tool
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 for _key, _value in FAKE_AWS.items():
@@ -143,4 +149,74 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory, fcs_cache: Path):
     finally:
         with _private_ray_tmpdir(ray_tmp):
             cluster.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+# -- a `ray start` head with token authentication (RAY_AUTH_MODE=token, as every infra/ cluster) --
+@dataclass
+class TokenCluster:
+    """``gcs``: the address ``ray.init`` takes; ``dashboard``: the Jobs API URL; ``token``: the cluster's
+    token; ``home``: an empty HOME, so that no ``~/.ray/auth_token`` of this machine stands in for it."""
+
+    gcs: str
+    dashboard: str
+    token: str
+    home: Path
+
+    def client_env(self, token: str | None) -> dict[str, str]:
+        """A client process's environment: RAY_AUTH_MODE=token with ``token`` (as infra/submit_job.sh
+        sets them), or with ``token=None`` no Ray auth setting at all; never this machine's own token."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
+        env.update(HOME=str(self.home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+        return env | ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token} if token is not None else {})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_group(pgid: int, grace_s: float = 3.0) -> None:
+    """SIGTERM the process group ``ray start`` left behind (its own session), SIGKILL what outlives
+    ``grace_s``. Never `ray stop`: that stops every Ray on this machine, other people's too."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.time() + grace_s
+        while time.time() < deadline:
+            os.killpg(pgid, 0)  # raises ProcessLookupError once the group is gone
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def token_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """One head (1 CPU, dashboard on a free port) started by ``ray start --head`` with RAY_AUTH_MODE=token
+    and a token generated here in $RAY_AUTH_TOKEN, in its own session, $HOME and Ray temp dir."""
+    missing = _dashboard_missing()
+    if missing:
+        pytest.fail(f"the Ray Jobs API needs the dashboard: pip install 'ray[default]' (missing: {missing})")
+    home = tmp_path_factory.mktemp("token-home")
+    ray_tmp = tempfile.mkdtemp(prefix="fcsauth-", dir="/tmp")  # short: Ray's socket paths live under it
+    cluster = TokenCluster(f"127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}", secrets.token_hex(32),
+                           home)
+    port = cluster.gcs.rsplit(":", 1)[1]
+    dashboard_port = cluster.dashboard.rsplit(":", 1)[1]
+    ports = {flag: str(_free_port()) for flag in ("--ray-client-server-port", "--dashboard-agent-listen-port",
+                                                   "--metrics-export-port", "--runtime-env-agent-port")}
+    command = [venv_tool("ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+               "--num-cpus=1", "--object-store-memory=100000000", "--include-dashboard=true",
+               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", f"--temp-dir={ray_tmp}",
+               "--disable-usage-stats", *(f"{flag}={value}" for flag, value in ports.items())]
+    env = cluster.client_env(cluster.token) | {"RAY_TMPDIR": ray_tmp, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    started = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = started.communicate(timeout=120)
+        if started.returncode:
+            pytest.fail(f"`ray start --head` with RAY_AUTH_MODE=token failed ({started.returncode}):\n{out[-4000:]}")
+        yield cluster
+    finally:
+        started.kill()  # no-op once it has exited; its daemons live on in its process group
+        _stop_group(started.pid)
         shutil.rmtree(ray_tmp, ignore_errors=True)

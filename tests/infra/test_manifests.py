@@ -1,7 +1,8 @@
 """infra/ parsed and checked: the Dockerfile, the KubeRay RayCluster/RayJob (validated against the
 KubeRay v1 CRD schemas, strictly, as `kubectl apply` does), the Ray cluster-launcher YAML (validated
 by Ray's own schema), the `ray job submit` script, and their consistency with each other and with
-the `fcs` CLI: every command they run must parse with the CLI's real argparse.
+the `fcs` CLI: every command they run must parse with the CLI's real argparse; and no cluster file
+leaves the Jobs API without Ray's token authentication.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from infra_helpers import INFRA, REPO, load_yaml, parse_fcs
 from packaging.requirements import Requirement
+from packaging.version import Version
+
+from jobs.doctor import AUTH_MODE_VAR, TOKEN_PATH_VAR, TOKEN_VAR
 
 KUBERAY = ("infra/kuberay/raycluster.yaml", "infra/kuberay/rayjob.yaml")
+LAUNCHER = "infra/aws/cluster.yaml"
+# Token authentication: Ray 2.52.0 added it; KubeRay 1.5.1 added authOptions, 1.6.0 its secretName.
+MIN_RAY_AUTH, MIN_KUBERAY_AUTH = "2.52.0", "1.6.0"
 JOB_FLAGS = ("input", "output", "model", "actors", "batch_size")
 
 
@@ -165,6 +173,10 @@ def test_kuberay_manifest_matches_the_crd_schema(path: str, crd_validators) -> N
     _cluster_spec(typo)["workerGroupSpecs"][0]["maxReplica"] = 4
     with pytest.raises(jsonschema.ValidationError):  # the check has teeth: an unknown field fails
         validator.validate(typo)
+    bad_mode = copy.deepcopy(manifest)
+    _cluster_spec(bad_mode)["authOptions"]["mode"] = "on"
+    with pytest.raises(jsonschema.ValidationError):  # and so does a mode KubeRay does not know
+        validator.validate(bad_mode)
 
 
 @pytest.mark.parametrize("path", KUBERAY)
@@ -263,14 +275,15 @@ def test_submit_script_submits_fcs_commands_the_cli_accepts(tmp_path: Path) -> N
     assert script.stat().st_mode & stat.S_IXUSR, "submit_job.sh must be executable"
     record = tmp_path / "calls.jsonl"
     stub = tmp_path / "ray"
-    stub.write_text("#!/usr/bin/env python3\nimport json, sys\n"
-                    f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
-    stub.chmod(0o755)
-    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", RAY_ADDRESS="http://10.0.0.1:8265")
+    _record_calls(stub, record)
+    env = dict(_without_ray_auth(tmp_path), PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+               RAY_ADDRESS="http://10.0.0.1:8265", **{TOKEN_VAR: "t0ken"})
     subprocess.run(["bash", str(script), "--steps", "10"], check=True, env=env, cwd=REPO, timeout=60)
 
     calls = [json.loads(line) for line in record.read_text().splitlines()]
-    assert [c[:4] for c in calls] == [["job", "submit", "--address", "http://10.0.0.1:8265"]] * 2
+    assert [c["argv"][:4] for c in calls] == [["job", "submit", "--address", "http://10.0.0.1:8265"]] * 2
+    assert all(c["auth"] == {AUTH_MODE_VAR: "token", TOKEN_VAR: "t0ken"} for c in calls), "ray must get the token"
+    calls = [c["argv"] for c in calls]
     doctor, restore = (c[c.index("--") + 1:] for c in calls)
     assert doctor[:2] == ["fcs", "doctor"] and parse_fcs(doctor).uris
     assert restore[:3] == ["fcs", "run", "restore"]
@@ -281,3 +294,105 @@ def test_submit_script_submits_fcs_commands_the_cli_accepts(tmp_path: Path) -> N
     launcher = load_yaml("infra/aws/cluster.yaml")["available_node_types"]
     assert args.actors <= _gpus_up(load_yaml(KUBERAY[0])["spec"])
     assert args.actors <= sum(t.get("min_workers", 0) * t["resources"].get("GPU", 0) for t in launcher.values())
+
+
+# -- token authentication in every cluster file ----------------------------------------------
+def _without_ray_auth(home: Path) -> dict[str, str]:
+    """This environment without any Ray auth setting, and a HOME without ~/.ray/auth_token."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_")} | {"HOME": str(home)}
+
+
+def _record_calls(stub: Path, record: Path) -> None:
+    """A stub `ray` that appends its arguments and the Ray auth variables it was given to ``record``."""
+    stub.write_text("#!/usr/bin/env python3\nimport json, os, sys\n"
+                    "auth = {k: v for k, v in os.environ.items() if k.startswith('RAY_AUTH_')}\n"
+                    f"open({str(record)!r}, 'a').write(json.dumps(dict(argv=sys.argv[1:], auth=auth)) + '\\n')\n")
+    stub.chmod(0o755)
+
+
+def _cluster_files() -> dict[str, dict]:
+    return {str(p.relative_to(REPO)): load_yaml(str(p.relative_to(REPO)))
+            for p in sorted(INFRA.rglob("*.y*ml"))}
+
+
+def _env_overrides(pod: dict) -> list[str]:
+    """RAY_AUTH_MODE values a pod sets itself (KubeRay leaves a container's own value in place)."""
+    return [e.get("value") for c in pod.get("containers", []) + pod.get("initContainers", [])
+            for e in c.get("env", []) if e["name"] == AUTH_MODE_VAR]
+
+
+def test_no_cluster_file_leaves_the_jobs_api_unauthenticated() -> None:
+    files = _cluster_files()
+    assert set(KUBERAY) | {LAUNCHER} <= set(files)
+    for path, config in files.items():
+        text = (REPO / path).read_text()
+        assert not re.search(rf"{TOKEN_VAR}\s*[=:]\s*['\"]?\w", text), f"{path}: a token value in the file"
+        if config.get("kind") in ("RayCluster", "RayJob", "RayService"):
+            spec = _cluster_spec(config) if config["kind"] != "RayService" else config["spec"]["rayClusterSpec"]
+            auth = spec.get("authOptions", {})
+            assert auth.get("mode") == "token" and auth.get("secretName"), f"{path}: authOptions {auth}"
+            assert Version(spec["rayVersion"]) >= Version(MIN_RAY_AUTH)
+            assert f"KubeRay >= {MIN_KUBERAY_AUTH}" in text and f"Ray >= {MIN_RAY_AUTH}" in text, \
+                f"{path}: its header must state the minimum KubeRay and Ray versions"
+            assert all(v == "token" for _, _, pod in _pods(spec) for v in _env_overrides(pod)), path
+        elif "provider" in config:  # a Ray cluster launcher file
+            _check_launcher_auth(path, config)
+        else:
+            pytest.fail(f"{path}: a cluster file this test does not know; check its authentication here")
+
+
+def _check_launcher_auth(path: str, config: dict) -> None:
+    docker = config["docker"]
+    options = " ".join(docker.get("run_options", []))
+    assert re.search(rf"(--env|-e) {AUTH_MODE_VAR}=token\b", options), f"{path}: every node needs {AUTH_MODE_VAR}=token"
+    others = docker.get("head_run_options", []) + docker.get("worker_run_options", []) + [
+        o for t in config["available_node_types"].values() for o in t.get("docker", {}).get("run_options", [])]
+    commands = config["head_start_ray_commands"] + config["worker_start_ray_commands"] + others
+    assert not [c for c in commands if AUTH_MODE_VAR in c], f"{path}: {AUTH_MODE_VAR} is set once, for every node"
+    fetch = " ".join(config["setup_commands"])
+    assert "secretsmanager" in fetch and "~/.ray/auth_token" in fetch, f"{path}: the token from Secrets Manager"
+    assert f"region_name='{config['provider']['region']}'" in fetch, f"{path}: the secret's region is the cluster's"
+
+
+@pytest.mark.parametrize("secret", ["  s3cr3t-token\n", ""])
+def test_launcher_setup_reads_the_token_into_a_private_file(tmp_path: Path, secret: str) -> None:
+    """Run the launcher's setup commands against a stand-in boto3 that serves the secret."""
+    config = load_yaml(LAUNCHER)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "boto3.py").write_text(
+        "def client(service, region_name):\n"
+        f"    assert (service, region_name) == ('secretsmanager', {config['provider']['region']!r})\n"
+        "    class C:\n"
+        "        def get_secret_value(self, SecretId):\n"
+        "            assert SecretId == 'fcs/ray-auth-token', SecretId\n"
+        f"            return {{'SecretString': {secret!r}}}\n"
+        "    return C()\n")
+    env = dict(_without_ray_auth(tmp_path), PYTHONPATH=str(fake),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", "-c", " && ".join(config["setup_commands"])], env=env, capture_output=True,
+                          text=True, timeout=60)
+    token_file = tmp_path / ".ray" / "auth_token"
+    if not secret:
+        assert done.returncode != 0 and not token_file.exists(), "an empty secret must stop `ray up`"
+        return
+    assert done.returncode == 0, done.stderr
+    assert token_file.read_text() == secret.strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600, "the token file is private"
+
+
+def test_submit_script_without_a_token_stops_before_submitting(tmp_path: Path) -> None:
+    record, stub = tmp_path / "calls.jsonl", tmp_path / "ray"
+    _record_calls(stub, record)
+    env = dict(_without_ray_auth(tmp_path), PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", str(INFRA / "submit_job.sh")], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and not record.exists(), "nothing is submitted without the token"
+    assert f"no Ray auth token: {TOKEN_VAR} is empty" in done.stderr and "kubectl get secret" in done.stderr
+
+    (tmp_path / "token").write_text("from-a-file")  # a token file is enough (Ray reads it itself)
+    env[TOKEN_PATH_VAR] = str(tmp_path / "token")
+    subprocess.run(["bash", str(INFRA / "submit_job.sh")], env=env, cwd=REPO, check=True, timeout=60)
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(calls) == 2 and all(c["auth"] == {AUTH_MODE_VAR: "token", TOKEN_PATH_VAR: env[TOKEN_PATH_VAR]}
+                                   for c in calls)
