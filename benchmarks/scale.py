@@ -66,7 +66,7 @@ def commit_half(out: Path, ids, rows_per_file: int) -> None:
     ``rows_per_file`` rows, through the pipeline's own commit."""
     import pyarrow as pa
 
-    from pipeline import output
+    from pipeline import leases, output
     from pipeline.schema import OUTPUT_SCHEMA
     from pipeline.storage import Storage
 
@@ -83,6 +83,7 @@ def commit_half(out: Path, ids, rows_per_file: int) -> None:
         for f in missing:
             table = table.append_column(f, pa.nulls(n, f.type))
         output.commit(store, "crashed-run", table.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
+    leases.release(store, "crashed-run")  # by the rerun, the crashed run's lease is over
 
 
 def peak_mb() -> float:

@@ -63,15 +63,20 @@ def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
     """Run the job to completion (resuming whatever an earlier run committed) and return its
     summary, also written to ``<output>/_summary.json``. Connects to Ray ($RAY_ADDRESS or a new
     local cluster) unless already connected. ``actor_cls``: the sampler actor (see :func:`pipeline.apply`)."""
-    import ray
-
     started = time.time()
     src, out = Storage.from_uri(cfg.input, cfg.s3_endpoint), Storage.from_uri(cfg.output, cfg.s3_endpoint)
     inputs = sources.discover(src, mask=TASKS[cfg.task].mask, input_format=cfg.input_format,
                               options=cfg.input_options, s3_endpoint=cfg.s3_endpoint)
     carried = carry.carried_schema(inputs.schema, cfg.task, cfg.keep_columns)  # before any work: clashes fail fast
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    before = output.claim(out, run_id)
+    with output.hold(out, run_id) as before:  # fails fast (LeaseHeld) while another run holds the output
+        return _run_holding(cfg, actor_cls, started, src, out, inputs, carried, run_id, before)
+
+
+def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, out: Storage, inputs: sources.Inputs,
+                 carried: pa.Schema, run_id: str, before: list[str]) -> dict:
+    import ray
+
     if cfg.retry_errors != "none":
         before, dropped = output.drop_errors(out, before, retried_kinds(cfg.retry_errors))
         log.info("run %s: %d %s error row(s) removed from %s to be processed again", run_id, dropped,

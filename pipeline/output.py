@@ -4,7 +4,8 @@ Layout of an output location::
 
     part-<hash of the file's sorted ids>.parquet   committed rows (the only files that count), about
                                                    ``rows_per_file`` rows each
-    _fcs/owner                                     id of the run allowed to commit
+    _fcs/lease/<epoch>.json                        one per run that claimed the output; the highest
+                                                   epoch is the run allowed to commit (pipeline.leases)
     _fcs/tmp/                                      local staging; partial files never count
     _summary.json                                  the last run's summary
 
@@ -13,27 +14,32 @@ one file atomically (object-store PUT, or rename on local disks) under a name de
 a retried write task overwrites its own file instead of adding a copy. The trade-off: rows that are
 sampled but still waiting for their bundle to fill are redone after a driver crash (at most about
 ``rows_per_file`` per write in flight), while fewer, larger files cost every reader less.
-A rerun first takes ownership, then skips every id in the committed files; a write task of an
-older (killed) run that is still alive sees it lost ownership and commits nothing. Readers
+A run first claims the output (:mod:`pipeline.leases`), then skips every id in the committed files.
+One run holds an output at a time: a second run started while the first is live fails fast naming it
+(of two starting at once, exactly one wins where the store has atomic create-only writes: local
+disks, S3, MinIO, SeaweedFS); a rerun after a crash takes over once the crashed run's lease is over,
+and a write task of the older run that is still alive sees it lost the output and commits nothing.
+Readers
 (``pandas.read_parquet``, pyarrow, Ray) skip ``_``-prefixed paths, so the folder reads as the table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from pipeline import leases
 from pipeline.schema import METRIC_COLUMNS, OUTPUT_SCHEMA
 from pipeline.storage import Storage
 
-OWNER = "_fcs/owner"
 ROWS_PER_FILE = 512  # a 1,000-item job writes 2 files, a million-item one about 2,000 (~5 MB each at 32x32)
 
 
@@ -63,14 +69,26 @@ def read_output(storage: Storage, files: list[str] | None = None, columns: list[
     return dataset.to_table(columns=columns, filter=where)
 
 
-def claim(storage: Storage, run_id: str) -> list[str]:
-    """Make ``run_id`` the only run allowed to commit, clear stale staging files, and return the
-    files already committed (their ids are done)."""
+def claim(storage: Storage, run_id: str, lease_s: float = leases.LEASE_S) -> list[str]:
+    """Make ``run_id`` the only run allowed to commit (:func:`pipeline.leases.acquire`: raises
+    :class:`~pipeline.leases.LeaseHeld` while another run is live), clear stale staging files, and
+    return the files already committed (their ids are done). Nothing renews the lease: see :func:`hold`."""
+    leases.acquire(storage, run_id, lease_s)
+    return _committed_after_claim(storage)
+
+
+@contextlib.contextmanager
+def hold(storage: Storage, run_id: str) -> Iterator[list[str]]:
+    """:func:`claim` for the duration of the block, the lease renewed in the background and released
+    at the end (:func:`pipeline.leases.held`); yields the files already committed."""
+    with leases.held(storage, run_id):
+        yield _committed_after_claim(storage)
+
+
+def _committed_after_claim(storage: Storage) -> list[str]:
     fs = storage.fs
-    fs.makedirs(storage.path("_fcs"), exist_ok=True)
-    storage.put_atomic(storage.path(OWNER), run_id.encode())
     if storage.protocol == "file" and fs.exists(storage.path("_fcs", "tmp")):
-        fs.rm(storage.path("_fcs", "tmp"), recursive=True)
+        fs.rm(storage.path("_fcs", "tmp"), recursive=True)  # what a killed run's writes left half-done
     return committed_files(storage)
 
 
@@ -130,12 +148,11 @@ class ParquetCommitSink(Datasink):
 
 
 def commit(storage: Storage, run_id: str, table: pa.Table) -> dict:
-    """Publish ``table`` as one committed file if ``run_id`` still owns the output."""
+    """Publish ``table`` as one committed file if ``run_id`` still holds the output
+    (:func:`pipeline.leases.check`, else RuntimeError and nothing is written)."""
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    owner = storage.read_bytes(storage.path(OWNER)).decode()
-    if owner != run_id:
-        raise RuntimeError(f"output {storage.uri()} is now owned by run {owner}; run {run_id} commits nothing")
+    leases.check(storage, run_id)  # last, so that the upload lands soon after it (leases.COMMIT_WINDOW_S)
     name = part_name(table.column("id").to_pylist())
     storage.put_atomic(storage.path(name), buffer.getvalue())
     return {"file": name, "rows": table.num_rows}

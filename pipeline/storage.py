@@ -52,6 +52,16 @@ def worth_retrying(exc: Exception, retry_missing: bool = True) -> bool:
     return retry_missing or not isinstance(exc, FileNotFoundError)
 
 
+def _precondition_failed(exc: Exception) -> bool:
+    """Whether an S3 call failed because its condition did not hold: 412 (the object exists; s3fs
+    raises FileExistsError only when the store names the condition, SeaweedFS does not) or AWS's 409
+    for a conditional write racing another one (this one created nothing: the caller looks again)."""
+    if isinstance(exc, FileExistsError):
+        return True
+    error = getattr(exc.__cause__, "response", None) or {}
+    return error.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
 @dataclass
 class Storage:
     """A location (``protocol`` + ``root`` without the protocol) and the filesystems that reach it.
@@ -179,6 +189,53 @@ class Storage:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+    def put_new(self, path: str, data: bytes) -> bool:
+        """Create ``path`` holding ``data`` only if nothing is there yet; False when something is
+        (another writer was first). One atomic step on local disks (a hard link of a finished file)
+        and on S3 stores that honour ``If-None-Match: *`` (see :meth:`create_is_atomic`); on any
+        other store a check, then a write: two writers a few milliseconds apart can both succeed."""
+        if self.protocol == "file":
+            tmp = posixpath.join(posixpath.dirname(path), f".{uuid.uuid4().hex}.tmp")  # hidden: listings skip it
+            os.makedirs(posixpath.dirname(path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails if path exists: readers never see a half-written file
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if self.protocol == "s3":
+            try:
+                self.fs.pipe_file(path, data, mode="create")  # PUT with If-None-Match: *
+                return True
+            except Exception as exc:  # noqa: BLE001 - only a failed precondition means "someone was first"
+                if _precondition_failed(exc):
+                    return False
+                raise
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, data)
+        return True
+
+    def create_is_atomic(self, probe: str) -> bool:
+        """Whether :meth:`put_new` is one atomic step here. Local disks: yes. S3: asked of the store
+        once per process by writing ``probe`` twice; a store that ignores ``If-None-Match`` (it
+        accepts the second create) is not. Other stores (GCS, ...): no."""
+        if self.protocol == "file":
+            return True
+        if self.protocol != "s3":
+            return False
+        if "_atomic_create" not in self.__dict__:
+            self.put_atomic(probe, b"")
+            self.__dict__["_atomic_create"] = not self.put_new(probe, b"")
+            if not self.__dict__["_atomic_create"]:
+                log.warning("%s ignores If-None-Match on PUT: claims on it are not atomic", self.endpoint or "S3")
+        return self.__dict__["_atomic_create"]
 
     def list_files(self, pattern: str) -> list[str]:
         """Files under the root matching a glob relative to it, sorted; listings are never cached."""

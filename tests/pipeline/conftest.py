@@ -1,5 +1,5 @@
 """Fixtures for the pipeline tests: one local Ray cluster per session (4 logical CPUs, 2 fake GPUs),
-a moto S3 server on 127.0.0.1. Test data helpers live in ``pipeline_testdata``.
+a moto S3 server and a SeaweedFS one on 127.0.0.1. Test data helpers live in ``pipeline_testdata``.
 
 Ray workers inherit the environment at ``ray.init``, so fake AWS credentials and $FCS_CACHE are set
 before the cluster starts; the S3 endpoint itself is passed explicitly by the job (never by env).
@@ -8,9 +8,13 @@ before the cluster starts; the S3 endpoint itself is passed explicitly by the jo
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from venv_tools import venv_tool
 
 for _key, _value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                      ("AWS_DEFAULT_REGION", "us-east-1")):
@@ -67,3 +71,47 @@ def bucket(s3_endpoint: str, request) -> str:
     if not fs.exists(name):
         fs.mkdir(name)
     return name
+
+
+PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+         "s3.port", "s3.port.grpc", "webdav.port", "admin.port", "admin.port.grpc", "s3.port.iceberg")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory):
+    """``weed mini`` (master, volume, filer, S3 gateway in one process) on free ports, with a bucket
+    ``fcs``; yields the S3 URL. One per session: tests use prefixes of their own."""
+    import s3fs
+
+    root = tmp_path_factory.mktemp("seaweed")
+    ports = {name: _free_port() for name in PORTS}
+    args = [venv_tool("weed"), "mini", f"-dir={root / 'weed'}", "-ip=127.0.0.1", "-admin.ui=false",
+            "-master.telemetry=false"]
+    (root / "weed").mkdir()
+    with open(root / "weed.log", "wb") as log:
+        proc = subprocess.Popen(args + [f"-{k}={v}" for k, v in ports.items()], stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                fs.mkdir("fcs")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail("weed mini did not start:\n" + (root / "weed.log").read_text()[-2000:])
+                time.sleep(0.3)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()

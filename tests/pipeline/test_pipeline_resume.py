@@ -15,7 +15,7 @@ import pytest
 from pipeline_testdata import assert_exactly_once, committed, good_rows, read_rows, wait_for, write_shards
 
 import pipeline
-from pipeline import output
+from pipeline import leases, output
 from pipeline.config import JobConfig
 from pipeline.storage import Storage
 
@@ -107,6 +107,7 @@ def test_a_superseded_run_commits_nothing(tmp_path):
     table = pa.table({"id": ["a"], "status": ["ok"]}).cast(
         pa.schema([output.OUTPUT_SCHEMA.field("id"), output.OUTPUT_SCHEMA.field("status")]))
     output.claim(store, "run-1")
+    leases.renew(store, leases.current(store), lease_s=-1)  # run-1's driver is gone: its lease expired
     output.claim(store, "run-2")  # a rerun took over while run-1's write task was still alive
     with pytest.raises(RuntimeError, match="owned by run run-2"):
         output.commit(store, "run-1", table)
