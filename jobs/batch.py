@@ -32,7 +32,7 @@ SAMPLER_SETTINGS = settings_of(SamplerConfig)
 SAMPLER, OPTION, INPUT = "sampler_", "option_", "input_"
 INPUT_SETTINGS = input_options(AUTO)  # every input format's options (each job checks its own format's)
 EXIT = "exit codes: 0 done (error rows included), 1 the job failed or ids are missing or duplicated,\n" \
-       "2 bad configuration or input (nothing was run)"
+       "2 bad configuration or input, or the output is in use by another live run (nothing was run)"
 
 
 def parser(task: Task) -> argparse.ArgumentParser:
