@@ -2,7 +2,7 @@
 :data:`pipeline.tasks.TASKS` (the task's options become flags, its ``about`` and ``examples`` the help).
 
 Exit codes: 0 done (error rows included; they are reported), 1 the job failed or ids are missing or
-duplicated in the output, 2 bad configuration or input (nothing was run).
+duplicated in the output, 2 bad configuration or input, or an output held by another live run (nothing was run).
 """
 
 from __future__ import annotations
