@@ -62,6 +62,15 @@ def _precondition_failed(exc: Exception) -> bool:
     return error.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
+def _write_synced(path: str, data: bytes) -> str:
+    """Write a local file and flush it to disk (before it is renamed or linked into place)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
 @dataclass
 class Storage:
     """A location (``protocol`` + ``root`` without the protocol) and the filesystems that reach it.
@@ -183,11 +192,7 @@ class Storage:
             return
         tmp_dir = self.path("_fcs", "tmp")
         os.makedirs(tmp_dir, exist_ok=True)
-        tmp = os.path.join(tmp_dir, f"{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = _write_synced(os.path.join(tmp_dir, f"{uuid.uuid4().hex}.tmp"), data)
         os.replace(tmp, path)
 
     def put_new(self, path: str, data: bytes) -> bool:
@@ -196,12 +201,8 @@ class Storage:
         and on S3 stores that honour ``If-None-Match: *`` (see :meth:`create_is_atomic`); on any
         other store a check, then a write: two writers a few milliseconds apart can both succeed."""
         if self.protocol == "file":
-            tmp = posixpath.join(posixpath.dirname(path), f".{uuid.uuid4().hex}.tmp")  # hidden: listings skip it
             os.makedirs(posixpath.dirname(path), exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            tmp = _write_synced(posixpath.join(posixpath.dirname(path), f".{uuid.uuid4().hex}.tmp"), data)  # hidden
             try:
                 os.link(tmp, path)  # fails if path exists: readers never see a half-written file
                 return True
