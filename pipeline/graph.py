@@ -18,6 +18,7 @@ retried commit overwrites its own file (see output.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import carry, embed, model_cache, output, sources
+from pipeline import carry, embed, leases, model_cache, output, recovery, sources
 from pipeline.actor import TaskActor
 from pipeline.config import JobConfig
 from pipeline.errors import retried_kinds
@@ -69,24 +70,30 @@ def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
                               options=cfg.input_options, s3_endpoint=cfg.s3_endpoint)
     carried = carry.carried_schema(inputs.schema, cfg.task, cfg.keep_columns)  # before any work: clashes fail fast
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    with output.hold(out, run_id) as before:  # fails fast (LeaseHeld) while another run holds the output
-        return _run_holding(cfg, actor_cls, started, src, out, inputs, carried, run_id, before)
+    with output.hold(out, run_id) as (holding, before):  # fails fast (LeaseHeld) while another run holds the output
+        return _run_holding(cfg, actor_cls, started, src, out, inputs, carried, holding, before)
+
+
+def _pending(cfg: JobConfig, inputs: sources.Inputs, out: Storage, files: list[str]) -> tuple[pa.Array, int]:
+    """The ids committed in ``files`` and how many input ids are not among them."""
+    done = output.read_output(out, files, ["id"]).column("id").combine_chunks()
+    return done, len(inputs.ids) - (int(pc.sum(pc.is_in(inputs.ids, value_set=done)).as_py() or 0) if len(done) else 0)
 
 
 def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, out: Storage, inputs: sources.Inputs,
-                 carried: pa.Schema, run_id: str, before: list[str]) -> dict:
+                 carried: pa.Schema, holding: leases.Holding, before: list[str]) -> dict:
     import ray
 
+    run_id = holding.run_id
     if cfg.retry_errors != "none":
         before, dropped = output.drop_errors(out, before, retried_kinds(cfg.retry_errors))
         log.info("run %s: %d %s error row(s) removed from %s to be processed again", run_id, dropped,
                  "transient" if cfg.retry_errors == "transient" else "committed", out.uri())
-    done = output.read_output(out, before, ["id"]).column("id").combine_chunks()
-    pending = len(inputs.ids) - (int(pc.sum(pc.is_in(inputs.ids, value_set=done)).as_py() or 0) if len(done) else 0)
+    done, pending = _pending(cfg, inputs, out, before)
     todo = min(pending, cfg.limit or pending)
     log.info("run %s: %d input item(s) in %s, %d already in %s, %d to process",
              run_id, len(inputs.ids), src.uri(), len(inputs.ids) - pending, out.uri(), todo)
-    res = None
+    res, report = None, recovery.Recovery()
     if todo:
         if not ray.is_initialized():
             init = time.time()
@@ -95,7 +102,9 @@ def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, 
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
-        run_graph(cfg, inputs, done, out, run_id, res, todo, carried, actor_cls)
+        at_start = recovery.alive_nodes()
+        _run_recovering(cfg, inputs, done, todo, out, holding, res, carried, actor_cls, report)
+        report.note_lost(at_start - recovery.alive_nodes())
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))
     summary = summarize(output.read_output(out, after, list(COMMITTED_COLUMNS)),
@@ -103,8 +112,41 @@ def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, 
                         cfg.actors)
     summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
                    family=model_cache.model_family(cfg.model, cfg.s3_endpoint),
-                   gpus_per_actor=res.gpus if res else None, config=cfg.to_dict())
+                   gpus_per_actor=res.gpus if res else None, recovery=report.to_dict(), config=cfg.to_dict())
     summary["summary_uri"] = output.write_summary(out, summary)
     log.info("run %s done: %d ok, %d error, %d pending; summary in %s", run_id, summary["ok"], summary["error"],
              summary["pending"], summary["summary_uri"])
     return summary
+
+
+def _run_recovering(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, todo: int, out: Storage,
+                    holding: leases.Holding, res: Resources, carried: pa.Schema, actor_cls: type,
+                    report: recovery.Recovery) -> None:
+    """:func:`run_graph`, started over on what is pending after a lost node (:mod:`pipeline.recovery`)."""
+    attempt, committed_at_start, run_id = cfg, len(done), holding.run_id
+    while True:
+        nodes = recovery.alive_nodes()
+        try:
+            return run_graph(attempt, inputs, done, out, holding.run_id, res, todo, carried, actor_cls)
+        except Exception as exc:
+            failed = time.monotonic()
+            lost = recovery.lost_nodes(nodes, exc)
+            if not lost or report.restarts >= recovery.MAX_RESTARTS:
+                raise
+        # out of the except block: the exception's frames, which hold the failed dataset, are gone
+        recovery.free_failed_attempt()
+        report.note_lost(lost)
+        report.restarts += 1
+        log.warning("run %s: lost %d node(s) (%s); starting over on what is not committed (restart %d of at most %d)",
+                    run_id, len(lost), ", ".join(sorted(n[:12] for n in lost)), report.restarts, recovery.MAX_RESTARTS)
+        done, pending = _pending(cfg, inputs, out, output.hand_over(holding, f"{run_id}.{report.restarts}"))
+        todo = min(pending, cfg.limit - (len(done) - committed_at_start)) if cfg.limit else pending
+        if todo <= 0:
+            return None
+        actors = recovery.actors_now(cfg.actors, res.gpus, cfg.actor_start_timeout_s)
+        if not actors:
+            raise RuntimeError(f"lost node(s) {', '.join(sorted(lost))} and no GPU came back in "
+                               f"{cfg.actor_start_timeout_s:g} s for a sampler actor")
+        attempt = dataclasses.replace(cfg, actors=actors, limit=todo if cfg.limit else cfg.limit)
+        report.recover_s.append(round(time.monotonic() - failed, 2))
+        log.info("run %s: %d item(s) to go on %d sampler actor(s)", holding.run_id, todo, actors)

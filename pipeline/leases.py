@@ -110,17 +110,17 @@ def _held_message(storage: Storage, holder: Lease, now: float) -> str:
             "gone (another machine), rerun once its lease has expired")
 
 
-def acquire(storage: Storage, run_id: str, lease_s: float = LEASE_S) -> Lease:
-    """Take the next epoch for ``run_id`` if the current lease is over (or already ``run_id``'s), and
-    wait out the previous holder's commit window if its lease had not expired; raises
-    :class:`LeaseHeld` naming the live run otherwise."""
+def acquire(storage: Storage, run_id: str, lease_s: float = LEASE_S, succeeds: str | None = None) -> Lease:
+    """Take the next epoch for ``run_id`` if the current lease is over (or already ``run_id``'s, or
+    held by ``succeeds``: this driver's previous attempt), and wait out the previous holder's commit
+    window if its lease had not expired; raises :class:`LeaseHeld` naming the live run otherwise."""
     atomic = storage.create_is_atomic(storage.path(FOLDER, "probe"))
     for _ in range(ATTEMPTS):
         now = time.time()
         previous = current(storage)
         if previous is not None and previous.run_id == run_id and not previous.released:
             return previous  # ours already (or our create landed though its reply was lost)
-        if previous is not None and not previous.over(now):
+        if previous is not None and not previous.over(now) and previous.run_id != succeeds:
             raise LeaseHeld(_held_message(storage, previous, now))
         mine = Lease(run_id, previous.epoch + 1 if previous else 1, socket.gethostname(), os.getpid(), now,
                      now + lease_s)
@@ -169,34 +169,56 @@ def check(storage: Storage, run_id: str) -> None:
         raise RuntimeError(f"run {run_id}'s lease on {storage.uri()} {state}; it commits nothing")
 
 
-def _renew_until(stop: threading.Event, storage: Storage, lease: Lease, lease_s: float, every_s: float) -> None:
+class Holding:
+    """The lease a driver holds, renewed in the background by :func:`held`; :meth:`hand_over` moves
+    it to the driver's next attempt, so that the write tasks of a failed attempt still in flight
+    commit nothing once the next attempt lists what is committed."""
+
+    def __init__(self, storage: Storage, lease: Lease, lease_s: float) -> None:
+        self.storage, self.lease, self.lease_s = storage, lease, lease_s
+        self._lock = threading.Lock()
+
+    @property
+    def run_id(self) -> str:
+        return self.lease.run_id
+
+    def hand_over(self, run_id: str) -> None:
+        """Take the next epoch for ``run_id`` (waiting out this lease's commit window)."""
+        with self._lock:
+            self.lease = acquire(self.storage, run_id, self.lease_s, succeeds=self.lease.run_id)
+
+    def renew(self) -> None:
+        with self._lock:
+            self.lease = renew(self.storage, self.lease, self.lease_s)
+
+
+def _renew_until(stop: threading.Event, holding: Holding, every_s: float) -> None:
     while not stop.wait(every_s):
         try:
-            lease = renew(storage, lease, lease_s)
+            holding.renew()
         except Exception as exc:  # noqa: BLE001 - a failed renewal is retried next beat; commits stop near expiry
-            log.warning("run %s: renewing its lease on %s failed (%s: %s)", lease.run_id, storage.uri(),
+            log.warning("run %s: renewing its lease on %s failed (%s: %s)", holding.run_id, holding.storage.uri(),
                         type(exc).__name__, exc)
 
 
 @contextlib.contextmanager
-def held(storage: Storage, run_id: str, lease_s: float = LEASE_S, every_s: float = HEARTBEAT_S) -> Iterator[Lease]:
+def held(storage: Storage, run_id: str, lease_s: float = LEASE_S, every_s: float = HEARTBEAT_S) -> Iterator[Holding]:
     """Hold the output for the block: :func:`acquire`, renew every ``every_s`` in a background
     thread, release at the end (after a failure with ``COMMIT_WINDOW_S`` of grace for write tasks
     still in flight)."""
-    lease = acquire(storage, run_id, lease_s)
+    holding = Holding(storage, acquire(storage, run_id, lease_s), lease_s)
     stop = threading.Event()
-    beat = threading.Thread(target=_renew_until, args=(stop, storage, lease, lease_s, every_s), daemon=True,
-                            name=f"lease-{run_id}")
+    beat = threading.Thread(target=_renew_until, args=(stop, holding, every_s), daemon=True, name=f"lease-{run_id}")
     beat.start()
     failed = True
     try:
-        yield lease
+        yield holding
         failed = False
     finally:
         stop.set()
         beat.join()
         try:
-            release(storage, run_id, COMMIT_WINDOW_S if failed else 0.0)
+            release(storage, holding.run_id, COMMIT_WINDOW_S if failed else 0.0)
         except Exception as exc:  # noqa: BLE001 - never hide the block's own error; the lease expires anyway
-            log.warning("run %s: releasing its lease on %s failed (%s: %s)", run_id, storage.uri(),
+            log.warning("run %s: releasing its lease on %s failed (%s: %s)", holding.run_id, storage.uri(),
                         type(exc).__name__, exc)

@@ -78,11 +78,18 @@ def claim(storage: Storage, run_id: str, lease_s: float = leases.LEASE_S) -> lis
 
 
 @contextlib.contextmanager
-def hold(storage: Storage, run_id: str) -> Iterator[list[str]]:
+def hold(storage: Storage, run_id: str) -> Iterator[tuple[leases.Holding, list[str]]]:
     """:func:`claim` for the duration of the block, the lease renewed in the background and released
-    at the end (:func:`pipeline.leases.held`); yields the files already committed."""
-    with leases.held(storage, run_id):
-        yield _committed_after_claim(storage)
+    at the end (:func:`pipeline.leases.held`); yields the holding and the files already committed."""
+    with leases.held(storage, run_id) as holding:
+        yield holding, _committed_after_claim(storage)
+
+
+def hand_over(holding: leases.Holding, run_id: str) -> list[str]:
+    """Move a held output to the driver's next attempt ``run_id`` (the previous attempt's writes
+    still in flight then commit nothing); returns the files committed by then."""
+    holding.hand_over(run_id)
+    return committed_files(holding.storage)  # staging stays: the lease's own renewals write there
 
 
 def _committed_after_claim(storage: Storage) -> list[str]:

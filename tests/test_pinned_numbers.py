@@ -18,6 +18,9 @@ import pytest
 import torch
 
 ATOL, RTOL = 1e-3, 1e-4
+# cg on the pixel model amplifies round-off through its line search: 3.8e-4 relative between two x86
+# CPUs (an AMD EPYC against the machine that recorded it), where every other case agrees to 1e-6
+CASE_RTOL = {"cg-pixel": 1e-3}
 SEEDS = [11, 12]
 # (model fixture, method, options): two items of different size of error, so a max over the whole
 # batch instead of per item changes item 1's update.
@@ -70,7 +73,8 @@ def _run(denoiser, method: str, options: dict, make_problem, sample_inpaint) -> 
 def test_sampler_output_matches_the_recorded_slice(case, request, make_problem, sample_inpaint):
     fixture, method, options = CASES[case]
     got = _run(request.getfixturevalue(fixture), method, options, make_problem, sample_inpaint)
-    torch.testing.assert_close(torch.tensor(got), torch.tensor(EXPECTED[case]), rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(EXPECTED[case]), rtol=CASE_RTOL.get(case, RTOL),
+                               atol=ATOL)
 
 
 def test_every_registered_sampler_has_a_pinned_case():

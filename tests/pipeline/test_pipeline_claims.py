@@ -159,7 +159,8 @@ def test_a_crashed_driver_here_is_taken_over_after_the_commit_window(tmp_path, m
 def test_a_held_lease_is_renewed_then_released(tmp_path, monkeypatch):
     monkeypatch.setattr(leases, "COMMIT_WINDOW_S", 2.0)
     store = Storage.from_uri(str(tmp_path / "out"))
-    with leases.held(store, "run-a", lease_s=30, every_s=0.05) as first:
+    with leases.held(store, "run-a", lease_s=30, every_s=0.05) as holding:
+        first = holding.lease
         assert wait_for(lambda: leases.current(store).expires_at > first.expires_at, timeout=10)
         with pytest.raises(leases.LeaseHeld):
             output.claim(store, "run-b")
