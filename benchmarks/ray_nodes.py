@@ -68,12 +68,13 @@ class Node:
 
 @dataclass
 class LocalNodes:
-    """``root``: where node logs go. ``health``: GCS node health checks (period ms, failures before a
-    node is declared dead); Ray's defaults (3000, 5) unless given, e.g. (500, 3) to detect a lost node
-    within ~2 s in a test."""
+    """``root``: where node logs go. ``environ``: more environment for the nodes and ``env``.
+    ``health``: GCS node health checks (period ms, failures before a node is declared dead); Ray's
+    defaults (3000, 5) unless given, e.g. (500, 3) to detect a lost node within ~2 s."""
 
     root: Path
     health: tuple[int, int] | None = None
+    environ: dict[str, str] = field(default_factory=dict)  # more environment for every node and driver
     nodes: list[Node] = field(default_factory=list)
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -87,7 +88,7 @@ class LocalNodes:
     def env(self) -> dict[str, str]:
         """The environment of a process on this cluster: the token, and this Python's bin on PATH."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
-        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "RAY_TMPDIR": self.ray_tmp,
+        env |= self.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "RAY_TMPDIR": self.ray_tmp,
                 "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
         if self.health:
             env |= {"RAY_health_check_period_ms": str(self.health[0]),
@@ -133,6 +134,15 @@ class LocalNodes:
     def node_of(self, pid: int) -> Node | None:
         """The node whose process tree holds ``pid`` (None if none does, or it is gone)."""
         return next((n for n in self.nodes if pid in processes_of(n.pgid)), None)
+
+    def node_of_ray_id(self, node_id: str) -> Node | None:
+        """The node whose raylet has Ray node id ``node_id``."""
+        for node in self.nodes:
+            for pid in processes_of(node.pgid):
+                with contextlib.suppress(OSError):
+                    if f"--node_id={node_id}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                        return node
+        return None
 
     def shutdown(self) -> None:
         for node in reversed(self.nodes):
