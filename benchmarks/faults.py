@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per batch in the stand-in sampler")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still stops its nodes
     signals = [getattr(signal, f"SIG{s.strip().upper()}") for s in args.signals.split(",") if s.strip()]
     common = dict(items=args.items, batch_size=args.batch_size, rows_per_file=args.rows_per_file, delay_s=args.delay,
                   health=None, replace=True, seed=args.seed)

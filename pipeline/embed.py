@@ -27,7 +27,7 @@ MAX_BATCH_RETRIES = 3  # tries of a batch whose sampler actor died, before the j
 
 def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = None,
           resources: Resources | None = None, carried: pa.Schema | None = None,
-          actor_cls: type = TaskActor) -> ray.data.Dataset:
+          actor_cls: type = TaskActor, min_actors: int | None = None) -> ray.data.Dataset:
     """Run ``cfg``'s task over a Ray Dataset: prepare (read, decode, validate) -> the sampler actors ->
     encode (PNG), lazily, like any Ray Data transform.
 
@@ -50,6 +50,8 @@ def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = Non
             :class:`pipeline.actor.TaskActor`'s keyword arguments, called on numpy batches of the
             prepared columns, returning its output columns (``pipeline.actor.OUTPUT_COLUMNS``);
             default :class:`~pipeline.actor.TaskActor`. Benchmarks pass a stand-in without a model.
+        min_actors: start with this many sampler actors and grow to ``cfg.actors`` as GPUs free up or
+            join (after a lost node); default: ``cfg.actors`` from the start.
 
     Example::
 
@@ -81,7 +83,8 @@ def apply(ds: ray.data.Dataset, cfg: JobConfig, *, storage: Storage | None = Non
                         fn_kwargs=dict(carried=carried, storage=storage, prompt=cfg.prompt, max_side=cfg.max_side,
                                        task=cfg.task, options=cfg.task_options, read_attempts=cfg.read_attempts))
     ds = ds.map_batches(
-        carry.CarryingTaskActor, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.actors),
+        carry.CarryingTaskActor, batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=min_actors or cfg.actors, max_size=cfg.actors),
         batch_size=cfg.batch_size, num_gpus=resources.gpus, num_cpus=resources.cpus,
         # the validated config and options travel as they are (Ray pickles the frozen SamplerConfig)
         fn_constructor_kwargs=dict(actor_cls=actor_cls, model=_model_source(cfg.model), task=cfg.task,

@@ -13,7 +13,8 @@ input columns a task does not consume ride along (:mod:`pipeline.carry`).
 Blocks hold several batches (up to MAX_BLOCK_ROWS rows, fewer when that would leave an actor idle):
 Ray Data's per-block costs are then paid once per many items. Ray Data restarts a crashed sampler
 actor (max_restarts=-1) and retries its in-flight block up to ``embed.MAX_BATCH_RETRIES`` times; a
-retried commit overwrites its own file (see output.py).
+retried commit overwrites its own file (see output.py). When a lost node makes the dataset fail, the
+driver starts the graph over on what is not committed (:mod:`pipeline.recovery`).
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ def block_rows(cfg: JobConfig, todo: int) -> int:
 
 def run_graph(
     cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, out: Storage, run_id: str, res: Resources, todo: int,
-    carried: pa.Schema | None = None, actor_cls: type = TaskActor,
+    carried: pa.Schema | None = None, actor_cls: type = TaskActor, min_actors: int | None = None,
 ) -> None:
     """Stream the ``todo`` pending items through the stages (:func:`pipeline.embed.apply`, sampling
     with ``actor_cls``) and commit them to ``out``; ``carried``: the input columns copied to the
-    output (:mod:`pipeline.carry`)."""
+    output (:mod:`pipeline.carry`); ``min_actors``: see :func:`pipeline.embed.apply`."""
     carried = carried if carried is not None else pa.schema([])
     ds = sources.read(inputs, done, block_rows=block_rows(cfg, todo), limit=cfg.limit)
-    ds = embed.apply(ds, cfg, storage=inputs.storage, resources=res, carried=carried, actor_cls=actor_cls)
+    ds = embed.apply(ds, cfg, storage=inputs.storage, resources=res, carried=carried, actor_cls=actor_cls,
+                     min_actors=min_actors)
     ds.write_datasink(output.ParquetCommitSink(out, run_id, carry.output_schema(cfg.task, carried), cfg.rows_per_file))
 
 
@@ -123,11 +125,11 @@ def _run_recovering(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, todo
                     holding: leases.Holding, res: Resources, carried: pa.Schema, actor_cls: type,
                     report: recovery.Recovery) -> None:
     """:func:`run_graph`, started over on what is pending after a lost node (:mod:`pipeline.recovery`)."""
-    attempt, committed_at_start, run_id = cfg, len(done), holding.run_id
+    attempt, min_actors, committed_at_start, run_id = cfg, None, len(done), holding.run_id
     while True:
         nodes = recovery.alive_nodes()
         try:
-            return run_graph(attempt, inputs, done, out, holding.run_id, res, todo, carried, actor_cls)
+            return run_graph(attempt, inputs, done, out, holding.run_id, res, todo, carried, actor_cls, min_actors)
         except Exception as exc:
             failed = time.monotonic()
             lost = recovery.lost_nodes(nodes, exc)
@@ -143,10 +145,11 @@ def _run_recovering(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, todo
         todo = min(pending, cfg.limit - (len(done) - committed_at_start)) if cfg.limit else pending
         if todo <= 0:
             return None
-        actors = recovery.actors_now(cfg.actors, res.gpus, cfg.actor_start_timeout_s)
-        if not actors:
+        min_actors = recovery.actors_now(cfg.actors, res.gpus, cfg.actor_start_timeout_s)
+        if not min_actors:
             raise RuntimeError(f"lost node(s) {', '.join(sorted(lost))} and no GPU came back in "
                                f"{cfg.actor_start_timeout_s:g} s for a sampler actor")
-        attempt = dataclasses.replace(cfg, actors=actors, limit=todo if cfg.limit else cfg.limit)
+        attempt = dataclasses.replace(cfg, limit=todo) if cfg.limit else cfg
         report.recover_s.append(round(time.monotonic() - failed, 2))
-        log.info("run %s: %d item(s) to go on %d sampler actor(s)", holding.run_id, todo, actors)
+        log.info("run %s: %d item(s) to go on %d sampler actor(s), more as GPUs join (up to %d)", holding.run_id,
+                 todo, min_actors, cfg.actors)
