@@ -30,6 +30,22 @@ def pytest_configure(config: pytest.Config) -> None:
     threads = config.getoption("--torch-threads")
     if threads > 0:
         torch.set_num_threads(threads)
+    _ray_token_once()
+
+
+def _ray_token_once() -> None:
+    """Ray's first local ``ray.init`` on a machine writes ~/.ray/auth_token. Parallel test processes
+    (``-n 2``) starting their clusters at once could each write one, and a job would then hold the
+    other's token: write it here, once, before the worker processes start."""
+    import os
+    import secrets
+
+    path = Path.home() / ".ray" / "auth_token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as token:
+            token.write(secrets.token_hex(32))
 
 
 @pytest.fixture(scope="session")
