@@ -169,12 +169,12 @@ def row(name: str, run: dict, items: int, base_wall: float | None) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| run | items | faults | ok | lost | duplicated | wall s | items/s | items redone per fault "
-             "| extra s per fault | graph restarts |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| extra s per fault | nodes lost (summary) | graph restarts |", "|---" * 12 + "|"]
     for r in rows:
         extra = "" if r["extra_s_per_fault"] is None else f"{r['extra_s_per_fault']:.1f}"
         lines.append(f"| {r['run']} | {r['items']:,} | {r['faults']} | {r['ok']:,} | {r['lost']} | {r['duplicates']} "
                      f"| {r['wall_s']:.1f} | {r['items_per_s']:.1f} | {r['redone_per_fault']:.1f} | {extra} "
-                     f"| {r['restarts']} |")
+                     f"| {r['nodes_lost']} | {r['restarts']} |")
     return "\n".join(lines) + "\n"
 
 

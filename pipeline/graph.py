@@ -104,9 +104,9 @@ def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, 
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
-        at_start = recovery.alive_nodes()
+        dead_before = recovery.dead_nodes()
         _run_recovering(cfg, inputs, done, todo, out, holding, res, carried, actor_cls, report)
-        report.note_lost(at_start - recovery.alive_nodes())
+        report.note_lost(recovery.dead_nodes() - dead_before)
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))
     summary = summarize(output.read_output(out, after, list(COMMITTED_COLUMNS)),

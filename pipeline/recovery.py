@@ -38,6 +38,13 @@ def alive_nodes() -> set[str]:
     return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
 
 
+def dead_nodes() -> set[str]:
+    """The ids of the nodes the cluster has declared dead (it remembers them)."""
+    import ray
+
+    return {node["NodeID"] for node in ray.nodes() if not node["Alive"]}
+
+
 def is_system_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is Ray's, not the job's: a dead or
     unreachable actor, worker or node, or a lost object."""
@@ -88,8 +95,9 @@ def free_failed_attempt() -> None:
 
 @dataclass
 class Recovery:
-    """What the summary reports: nodes lost during the run (also those Ray Data coped with on its
-    own), graph restarts, and the seconds from each failure to the next attempt's start."""
+    """What the summary reports: the nodes declared dead during the run (also those Ray Data coped
+    with on its own, and replacement nodes lost in turn), graph restarts, and the seconds from each
+    failure to the next attempt's start."""
 
     lost_nodes: list[str] = field(default_factory=list)
     restarts: int = 0
