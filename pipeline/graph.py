@@ -76,7 +76,7 @@ def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
         return _run_holding(cfg, actor_cls, started, src, out, inputs, carried, holding, before)
 
 
-def _pending(cfg: JobConfig, inputs: sources.Inputs, out: Storage, files: list[str]) -> tuple[pa.Array, int]:
+def _pending(inputs: sources.Inputs, out: Storage, files: list[str]) -> tuple[pa.Array, int]:
     """The ids committed in ``files`` and how many input ids are not among them."""
     done = output.read_output(out, files, ["id"]).column("id").combine_chunks()
     return done, len(inputs.ids) - (int(pc.sum(pc.is_in(inputs.ids, value_set=done)).as_py() or 0) if len(done) else 0)
@@ -91,7 +91,7 @@ def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, 
         before, dropped = output.drop_errors(out, before, retried_kinds(cfg.retry_errors))
         log.info("run %s: %d %s error row(s) removed from %s to be processed again", run_id, dropped,
                  "transient" if cfg.retry_errors == "transient" else "committed", out.uri())
-    done, pending = _pending(cfg, inputs, out, before)
+    done, pending = _pending(inputs, out, before)
     todo = min(pending, cfg.limit or pending)
     log.info("run %s: %d input item(s) in %s, %d already in %s, %d to process",
              run_id, len(inputs.ids), src.uri(), len(inputs.ids) - pending, out.uri(), todo)
@@ -141,7 +141,7 @@ def _run_recovering(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, todo
         report.restarts += 1
         log.warning("run %s: lost %d node(s) (%s); starting over on what is not committed (restart %d of at most %d)",
                     run_id, len(lost), ", ".join(sorted(n[:12] for n in lost)), report.restarts, recovery.MAX_RESTARTS)
-        done, pending = _pending(cfg, inputs, out, output.hand_over(holding, f"{run_id}.{report.restarts}"))
+        done, pending = _pending(inputs, out, output.hand_over(holding, f"{run_id}.{report.restarts}"))
         todo = min(pending, cfg.limit - (len(done) - committed_at_start)) if cfg.limit else pending
         if todo <= 0:
             return None
