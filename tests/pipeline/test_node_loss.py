@@ -2,13 +2,16 @@
 each started by ``ray start`` in its own process group (benchmarks/ray_nodes.py), token auth on.
 
 A restore job with two sampler actors (the tiny model, ~1 s per batch) runs from a driver process of
-its own. Once both GPU nodes have committed rows (one actor per node, as placed), the whole process tree
-of one worker node gets SIGKILL, as a preempted spot VM (this test also stands for "one sampler actor
-per GPU node, each reporting its own worker, node and device"). The job must finish on the surviving node,
-with every id exactly once and the lost node in the summary. The GCS health checks are set so that
-Ray Data's own retries of the lost actor's batch run out before the node is declared dead (as on a
-loaded cluster): the job fails over to :mod:`pipeline.recovery`, which starts the graph over.
-The fault benchmark (benchmarks/faults.py) kills more nodes at random points, with Ray's defaults.
+its own. Once both GPU nodes have committed rows (one actor per node, as placed), the whole process
+tree of one worker node gets SIGKILL (a preempted spot VM) or SIGTERM (a drained node). The job must
+finish on the surviving node, with every id exactly once and the lost node in the summary. This test
+also stands for "one sampler actor per GPU node, each reporting its own worker, node and device".
+
+The GCS health checks are set so that after a SIGKILL, Ray Data's own retries of the lost actor's
+batch run out before the node is declared dead (as on a loaded cluster): the job fails over to
+:mod:`pipeline.recovery`, which starts the graph over. A drained raylet says goodbye, so the cluster
+knows at once and Ray Data usually copes alone. The fault benchmark (benchmarks/faults.py) kills
+more nodes at random points, with Ray's defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pipeline_testdata import assert_exactly_once, committed, good_rows, read_rows, wait_for, write_shards
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
@@ -48,7 +52,8 @@ def nodes_with_commits(out: Path) -> dict[str, set[str]]:
     return found
 
 
-def test_a_lost_worker_node_does_not_fail_the_job(tmp_path, fcs_cache):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["lost", "drained"])
+def test_a_lost_worker_node_does_not_fail_the_job(sig, tmp_path, fcs_cache):
     rows = good_rows(ITEMS)
     write_shards(tmp_path / "in", rows, per_shard=4)
     out = tmp_path / "out"
@@ -65,7 +70,7 @@ def test_a_lost_worker_node_does_not_fail_the_job(tmp_path, fcs_cache):
             assert len(before) == 2, f"the job ended before both GPU nodes committed rows: {before}"
             victim = next(n for n in workers if any(nodes.node_of_ray_id(node) is n for node in before))
             killed_node = next(node for node in before if nodes.node_of_ray_id(node) is victim)
-            nodes.kill(victim, signal.SIGKILL)
+            nodes.kill(victim, sig)
             killed_at = time.time()
             log, _ = driver.communicate(timeout=300)
         finally:
