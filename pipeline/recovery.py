@@ -68,8 +68,12 @@ def lost_nodes(before: set[str], exc: BaseException, wait_s: float = NODE_LOSS_W
     if not is_system_error(exc):
         return set()
     deadline = time.monotonic() + wait_s
-    while not (lost := before - alive_nodes()) and time.monotonic() < deadline:
-        time.sleep(POLL_S)
+    try:
+        while not (lost := before - alive_nodes()) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    except Exception as asking:  # noqa: BLE001 - the head itself is gone: the job's own error is the one to raise
+        log.warning("could not ask the cluster which nodes are alive (%s: %s)", type(asking).__name__, asking)
+        return set()
     return lost
 
 
