@@ -97,14 +97,14 @@ class LocalNodes:
         return env
 
     def _start(self, name: str, args: list[str], gpus: int) -> Node:
-        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - the node outlives this call
-        started = subprocess.Popen([RAY, "start", "--node-ip-address=127.0.0.1", f"--temp-dir={self.ray_tmp}",
-                                    "--disable-usage-stats", f"--num-gpus={gpus}", *args],
-                                   env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.root / f"{name}.log", "w") as log:  # the child keeps its own copy of the handle
+            started = subprocess.Popen([RAY, "start", "--node-ip-address=127.0.0.1", f"--temp-dir={self.ray_tmp}",
+                                        "--disable-usage-stats", f"--num-gpus={gpus}", *args],
+                                       env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        node = Node(name, started.pid, gpus)
+        self.nodes.append(node)  # before waiting: shutdown() stops a node whose start failed, too
         if started.wait(timeout=120):
             raise RuntimeError(f"`ray start` for {name} failed: {(self.root / f'{name}.log').read_text()[-3000:]}")
-        node = Node(name, started.pid, gpus)
-        self.nodes.append(node)
         return node
 
     def start_head(self, num_cpus: int = 2) -> Node:

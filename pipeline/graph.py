@@ -104,9 +104,9 @@ def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, 
         res = plan_resources(cfg, ray.cluster_resources())
         log.info("%s: %d sampler actor(s): %g GPU, %g CPU each, device %s, batch size %d, model %s",
                  cfg.task, cfg.actors, res.gpus, res.cpus, res.device, cfg.batch_size, cfg.model)
-        dead_before = recovery.dead_nodes()
+        dead_before = recovery.nodes(alive=False)
         _run_recovering(cfg, inputs, done, todo, out, holding, res, carried, actor_cls, report)
-        report.note_lost(recovery.dead_nodes() - dead_before)
+        report.note_lost(recovery.nodes(alive=False) - dead_before)
     after = output.committed_files(out)
     new_files = sorted(set(after) - set(before))
     summary = summarize(output.read_output(out, after, list(COMMITTED_COLUMNS)),
@@ -127,29 +127,31 @@ def _run_recovering(cfg: JobConfig, inputs: sources.Inputs, done: pa.Array, todo
     """:func:`run_graph`, started over on what is pending after a lost node (:mod:`pipeline.recovery`)."""
     attempt, min_actors, committed_at_start, run_id = cfg, None, len(done), holding.run_id
     while True:
-        nodes = recovery.alive_nodes()
+        alive = recovery.nodes()
         try:
             return run_graph(attempt, inputs, done, out, holding.run_id, res, todo, carried, actor_cls, min_actors)
         except Exception as exc:
             failed = time.monotonic()
-            lost = recovery.lost_nodes(nodes, exc)
+            lost = recovery.lost_nodes(alive, exc)
             if not lost or report.restarts >= recovery.MAX_RESTARTS:
                 raise
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         # out of the except block: the exception's frames, which hold the failed dataset, are gone
         recovery.free_failed_attempt()
         report.note_lost(lost)
         report.restarts += 1
-        log.warning("run %s: lost %d node(s) (%s); starting over on what is not committed (restart %d of at most %d)",
-                    run_id, len(lost), ", ".join(sorted(n[:12] for n in lost)), report.restarts, recovery.MAX_RESTARTS)
+        log.warning("run %s: lost %d node(s) (%s) and the dataset failed (%s); starting over on what is not "
+                    "committed (restart %d of at most %d)", holding.run_id, len(lost),
+                    ", ".join(sorted(n[:12] for n in lost)), reason, report.restarts, recovery.MAX_RESTARTS)
         done, pending = _pending(inputs, out, output.hand_over(holding, f"{run_id}.{report.restarts}"))
         todo = min(pending, cfg.limit - (len(done) - committed_at_start)) if cfg.limit else pending
+        min_actors = recovery.actors_now(cfg.actors, res.gpus, cfg.actor_start_timeout_s) if todo > 0 else 0
+        if todo > 0 and not min_actors:
+            raise RuntimeError(f"lost node(s) {', '.join(sorted(lost))} ({reason}) and no GPU came back in "
+                               f"{cfg.actor_start_timeout_s:g} s for a sampler actor")
+        report.recover_s.append(round(time.monotonic() - failed, 2))
         if todo <= 0:
             return None
-        min_actors = recovery.actors_now(cfg.actors, res.gpus, cfg.actor_start_timeout_s)
-        if not min_actors:
-            raise RuntimeError(f"lost node(s) {', '.join(sorted(lost))} and no GPU came back in "
-                               f"{cfg.actor_start_timeout_s:g} s for a sampler actor")
         attempt = dataclasses.replace(cfg, limit=todo) if cfg.limit else cfg
-        report.recover_s.append(round(time.monotonic() - failed, 2))
         log.info("run %s: %d item(s) to go on %d sampler actor(s), more as GPUs join (up to %d)", holding.run_id,
                  todo, min_actors, cfg.actors)

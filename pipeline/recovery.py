@@ -2,7 +2,7 @@
 
 Ray Data copes with a lost node on its own when it can: the lost sampler actor's batch is retried
 (``embed.MAX_BATCH_RETRIES``), lost blocks are rebuilt from lineage. When the batch's retries run out
-before the cluster has declared the node dead (GCS health checks take ~15-30 s by default), the
+before the cluster has declared the node dead (GCS health checks: 10 s or more by default), the
 dataset fails with a Ray system error instead. The driver then starts over on what is pending:
 
 1. it checks that a node alive when the attempt started is gone (waiting up to ``NODE_LOSS_WAIT_S``
@@ -14,7 +14,8 @@ dataset fails with a Ray system error instead. The driver then starts over on wh
    or what survived) and runs the graph again over the ids not yet committed, with as many actors
    as the cluster now holds (at most ``actors``).
 
-At most ``MAX_RESTARTS`` times per run; the summary's ``recovery`` says what happened.
+At most ``MAX_RESTARTS`` times per run; the summary's ``recovery`` says what happened. A node the
+autoscaler removed during the run counts as lost too (the cluster does not say why a node left).
 """
 
 from __future__ import annotations
@@ -31,32 +32,27 @@ NODE_LOSS_WAIT_S = 60.0   # how long a failure waits for the GCS to declare a no
 POLL_S = 1.0
 
 
-def alive_nodes() -> set[str]:
-    """The ids of the cluster's live nodes (the driver is connected)."""
+def nodes(alive: bool = True) -> set[str]:
+    """The ids of the cluster's live nodes, or of those it has declared dead (it remembers them)."""
     import ray
 
-    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-
-
-def dead_nodes() -> set[str]:
-    """The ids of the nodes the cluster has declared dead (it remembers them)."""
-    import ray
-
-    return {node["NodeID"] for node in ray.nodes() if not node["Alive"]}
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"] == alive}
 
 
 def is_system_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is Ray's, not the job's: a dead or
-    unreachable actor, worker or node, or a lost object."""
+    unreachable actor, worker or node, or a lost object. A task that raised its own error (a failed
+    commit, a bad read) is the job's, even though Ray Data marks every error outside user code as
+    its own (``raise ... from SystemException()``)."""
     from ray import exceptions as rex
-    from ray.data.exceptions import SystemException
 
-    system = (rex.RayActorError, rex.NodeDiedError, rex.ObjectLostError, rex.WorkerCrashedError, rex.RaySystemError,
-              SystemException)
+    system = (rex.RayActorError, rex.NodeDiedError, rex.ObjectLostError, rex.WorkerCrashedError, rex.RaySystemError)
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, system):
             return True
+        if isinstance(exc, rex.RayTaskError):
+            return False
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
@@ -69,7 +65,7 @@ def lost_nodes(before: set[str], exc: BaseException, wait_s: float = NODE_LOSS_W
         return set()
     deadline = time.monotonic() + wait_s
     try:
-        while not (lost := before - alive_nodes()) and time.monotonic() < deadline:
+        while not (lost := before - nodes()) and time.monotonic() < deadline:
             time.sleep(POLL_S)
     except Exception as asking:  # noqa: BLE001 - the head itself is gone: the job's own error is the one to raise
         log.warning("could not ask the cluster which nodes are alive (%s: %s)", type(asking).__name__, asking)
