@@ -25,7 +25,6 @@ import time
 import uuid
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline import carry, embed, leases, model_cache, output, recovery, sources
 from pipeline.actor import TaskActor
@@ -33,7 +32,7 @@ from pipeline.config import JobConfig
 from pipeline.errors import retried_kinds
 from pipeline.resources import Resources, plan_resources
 from pipeline.storage import Storage
-from pipeline.summary import COMMITTED_COLUMNS, RUN_COLUMNS, summarize
+from pipeline.summary import COMMITTED_COLUMNS, RUN_COLUMNS, pending_count, summarize
 from pipeline.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def run(cfg: JobConfig, *, actor_cls: type = TaskActor) -> dict:
 def _pending(inputs: sources.Inputs, out: Storage, files: list[str]) -> tuple[pa.Array, int]:
     """The ids committed in ``files`` and how many input ids are not among them."""
     done = output.read_output(out, files, ["id"]).column("id").combine_chunks()
-    return done, len(inputs.ids) - (int(pc.sum(pc.is_in(inputs.ids, value_set=done)).as_py() or 0) if len(done) else 0)
+    return done, pending_count(inputs.ids, done)
 
 
 def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, out: Storage, inputs: sources.Inputs,

@@ -25,7 +25,7 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
     """
     ids = output.column("id")
     distinct = pc.count_distinct(ids).as_py() if len(ids) else 0
-    pending = len(input_ids) - (_count(pc.is_in(input_ids, value_set=ids)) if len(ids) else 0)
+    pending = pending_count(input_ids, ids)
     status = _counts(output.column("status"))
     new_ok = _count(pc.equal(new.column("status"), "ok"))
     failed = new.filter(pc.equal(new.column("status"), "error")).column("error")
@@ -62,6 +62,11 @@ def summarize(output: pa.Table, new: pa.Table, input_ids: pa.Array, wall_s: floa
             "error_reasons": dict(errors.most_common(10)),
         },
     }
+
+
+def pending_count(input_ids: pa.Array, done: pa.Array) -> int:
+    """How many of ``input_ids`` are not among the ``done`` ids."""
+    return len(input_ids) - (_count(pc.is_in(input_ids, value_set=done)) if len(done) else 0)
 
 
 def _count(mask) -> int:
