@@ -8,7 +8,8 @@ fine-tuned inpainting UNet).
 
 ``__call__`` takes diffusers' arguments (``generator``, ``output_type`` 'pil'/'np'/'pt',
 ``num_images_per_prompt``, ``height``/``width``, ``eta``, ``return_dict``, ``strength=1.0``) plus ours
-(``seed``, ``newton_steps``, ``config``, ``preset``); diffusers arguments this sampler cannot honour fail
+(``seed``, ``newton_steps``, ``config``, ``preset``; ``tuning=`` a record of ``fcs tune restore`` at
+``from_pretrained``); diffusers arguments this sampler cannot honour fail
 with the reason (:data:`fcs.diffusers_args.UNSUPPORTED`). The translation lives in
 :mod:`fcs.diffusers_args`; the work in :func:`fcs.inpaint.inpaint`.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +30,11 @@ from fcs.denoiser import Denoiser
 from fcs.diffusers_args import batch_inputs, check_call, format_images, resize, seeds_for
 from fcs.families import family
 from fcs.loading import load_denoiser, model_folder
-from fcs.presets import choose_preset, with_preset
+from fcs.tuning import record as records
+from fcs.tuning.apply import sampler_for
 from fcs.tasks import Items, inpaint
+
+TASK = "restore"  # the job task whose tuning records apply here
 
 
 @dataclass
@@ -49,17 +54,23 @@ class FastConstrainedInpaintPipeline:
     """Training-free inpainting with any SD (or pixel-space) checkpoint; a thin shell over
     `fcs.tasks.inpaint.run`."""
 
-    def __init__(self, denoiser: Denoiser) -> None:
+    def __init__(self, denoiser: Denoiser, tuning: str | dict | None = None) -> None:
         self.denoiser = denoiser
+        self.tuning = records.read(tuning) if isinstance(tuning, (str, Path)) else tuning
+        self._where = str(tuning) if isinstance(tuning, (str, Path)) else "tuning record"
+        if self.tuning is not None:  # refused now, naming both, if made for another model or task
+            records.check(self.tuning, self._where, task=TASK, model=denoiser.name)
 
     @classmethod
     def from_pretrained(cls, model: str, device: str | None = "auto", dtype: Any = "auto",
-                        torch_dtype: Any = None) -> FastConstrainedInpaintPipeline:
+                        torch_dtype: Any = None, tuning: str | dict | None = None) -> FastConstrainedInpaintPipeline:
         """Load a hub id, a local diffusers folder, or a built-in name ('tiny', 'photo').
-        ``torch_dtype`` is diffusers' name for ``dtype``."""
+        ``torch_dtype`` is diffusers' name for ``dtype``. ``tuning``: a tuning record (the path of
+        ``fcs tune restore``'s ``tuning.json``, or the record itself) whose chosen settings calls use."""
         if torch_dtype is not None and dtype != "auto":
             raise ValueError("give dtype or torch_dtype, not both (the same setting)")
-        return cls(load_denoiser(model, device=device, dtype=dtype if torch_dtype is None else torch_dtype))
+        return cls(load_denoiser(model, device=device, dtype=dtype if torch_dtype is None else torch_dtype),
+                   tuning=tuning)
 
     @classmethod
     def from_pipe(cls, pipe: Any) -> FastConstrainedInpaintPipeline:
@@ -101,8 +112,8 @@ class FastConstrainedInpaintPipeline:
         prompt is shared by all. Each is repeated ``num_images_per_prompt`` times. Noise: ``seed``
         (image i gets seed + i; default 0) or ``generator`` (one drawn in turn, or one per image).
         Settings: ``config`` (a full SamplerConfig) or ``preset`` (:data:`fcs.presets.PRESETS`), not
-        both; the explicit arguments override either. Neither: the model folder's recommended preset
-        (``sampler.json``), else paper. ``return_dict=False``: ``(images, None)`` as diffusers returns.
+        both; the explicit arguments override either. Neither: the ``tuning`` record given to
+        ``from_pretrained``, else the model folder's own, else the default preset (:meth:`settings`). ``return_dict=False``: ``(images, None)`` as diffusers returns.
         """
         check_call(unsupported, strength, negative_prompt, output_type, num_images_per_prompt)
         config = self._config(config, preset, steps=num_inference_steps, newton_steps=newton_steps,
@@ -121,11 +132,20 @@ class FastConstrainedInpaintPipeline:
         )
         return out if return_dict else (out.images, out.nsfw_content_detected)
 
+    def settings(self, preset: str | None = None, **explicit: Any) -> SamplerConfig:
+        """The settings a call uses: ``explicit`` SamplerConfig fields over ``preset``, else over the
+        ``tuning`` record, else the model folder's own record, else the default preset
+        (:func:`fcs.tuning.apply.sampler_for`)."""
+        config, _ = sampler_for(SamplerConfig(), task=TASK, model=self.denoiser.name, preset=preset,
+                                record=self.tuning, where=self._where, folder=model_folder(self.denoiser.name),
+                                explicit=explicit)
+        return config
+
     def _config(self, config: SamplerConfig | None, preset: str | None, **overrides: Any) -> SamplerConfig:
-        """``config``, else ``preset``, else the model's recommended preset; non-None overrides win."""
+        """``config``, else :meth:`settings` for ``preset``; non-None overrides win."""
         if config is not None and preset is not None:
             raise ValueError("give config or preset, not both (a config already holds every setting)")
-        if config is None:
-            config = with_preset(SamplerConfig(), choose_preset(preset, model_folder(self.denoiser.name)))
         given = {k: v for k, v in overrides.items() if v is not None}
+        if config is None:
+            return self.settings(preset, **given)
         return SamplerConfig.from_dict({**config.to_dict(), **given})

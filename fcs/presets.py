@@ -12,17 +12,14 @@
             on the pixel-space digits model's box holes (``benchmarks/frontier.py``; docs/results.md, "Quality
             vs cost").
 
-Which preset applies: the one named (``--preset``, ``preset:``), else the model's own recommendation
-(``sampler.json`` in its folder, measured on its training images by ``benchmarks/recommend.py``), else
-:data:`DEFAULT_PRESET`.
-Explicit settings win over the preset, the preset over the task's defaults.
+Which settings a run uses (a named preset, a tuning record measured by ``fcs tune``, the model
+folder's own record, else :data:`DEFAULT_PRESET`) is decided in :mod:`fcs.tuning.apply`. Explicit
+settings win over the preset, the preset over the task's defaults.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
-from pathlib import Path
 
 from fcs.config import SamplerConfig
 from fcs.settings import Setting, one_of, optional
@@ -36,36 +33,21 @@ PRESETS: dict[str, dict] = {
 THROUGH_DECODER: dict[str, dict] = {
     "cg": {"inner": "cg", "steps": 20, "newton_steps": 4, "lr": None},
 }
-DEFAULT_PRESET = "paper"  # for a model that recommends none
-RECOMMENDATION = "sampler.json"  # in a model folder: {"preset": <name>, ...why and how it was measured}
+# for a model without a tuning record: cg beats paper at a quarter of the calls on the exact-posterior
+# oracles, the photo model and the held-out priors the issues measured; paper wins only on pixel-space
+# digits box holes (README "Results"; docs/results.md "Tuning")
+DEFAULT_PRESET = "cg"
 
 
-PRESET = Setting("preset", None, "named sampler settings laid under the sampler flags (none: the model's own "
-                 f"recommendation, its {RECOMMENDATION}, else {DEFAULT_PRESET}; cg and fast: fewer UNet calls)",
-                 optional(one_of(tuple(PRESETS))), group="sampler", cli={"choices": tuple(PRESETS)})
+PRESET = Setting("preset", None, "named sampler settings laid under the sampler flags (none: the --tuning record, "
+                 f"else the model's own, else {DEFAULT_PRESET}); paper: the paper's settings, fast and cg: fewer UNet "
+                 "calls", optional(one_of(tuple(PRESETS))), group="sampler", cli={"choices": tuple(PRESETS)})
 
 
 def check_preset(name: str) -> str:
     if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"config field 'preset': got {name!r}, expected one of {', '.join(PRESETS)}")
     return name
-
-
-def recommended_preset(folder: str | Path | None) -> str | None:
-    """The preset a model folder recommends in its ``sampler.json``, or None (no folder, no file)."""
-    path = Path(folder) / RECOMMENDATION if folder is not None else None
-    if path is None or not path.is_file():
-        return None
-    name = json.loads(path.read_text()).get("preset")
-    try:
-        return check_preset(name)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
-def choose_preset(named: str | None, folder: str | Path | None) -> str:
-    """The preset that applies: ``named`` if given, else the model folder's recommendation, else the default."""
-    return check_preset(named) if named is not None else recommended_preset(folder) or DEFAULT_PRESET
 
 
 def with_preset(base: SamplerConfig, name: str, *, through_decoder: bool = False, **explicit) -> SamplerConfig:

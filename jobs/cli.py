@@ -3,6 +3,7 @@
     fcs inpaint --image in.png --mask m.png --out out.png [--model tiny|ID|PATH]
     fcs run restore --input URI --output URI [...]      (see ``fcs run restore --help``)
     fcs run superres|style|layers|outpaint --input URI --output URI [...]
+    fcs tune restore|outpaint|superres --model M --input URI --output URI [...]   (see ``fcs tune restore --help``)
     fcs report OUTPUT_URI [--input URI] [--out report.html]
     fcs doctor [URI ...]                                 (what this machine / Ray cluster offers a job)
 """
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report"}  # top-level commands with their own parsers
+COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report", "tune": "jobs.tune"}  # top-level commands with their own parsers
 INPAINT_MODEL = "photo"  # fcs inpaint's model unless --model: the built-in trained one, 128²
 
 
@@ -25,6 +26,9 @@ def _inpaint_parser(sub) -> None:
     from fcs.config import DEVICE, DTYPE, MODEL, SamplerConfig
     from fcs.presets import PRESET
     from fcs.settings import add_flags, settings_of
+    from pipeline.config import JobConfig
+
+    TUNING = next(s for s in settings_of(JobConfig) if s.name == "tuning")
 
     p = sub.add_parser("inpaint", help="inpaint one image on this machine (no Ray)")
     p.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP/...)")
@@ -32,23 +36,20 @@ def _inpaint_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output PNG path")
     p.add_argument("--prompt", default="")
     p.add_argument("--seed", type=int, default=0)
-    add_flags(p, (MODEL, DEVICE, DTYPE, PRESET), defaults={"model": INPAINT_MODEL})
+    add_flags(p, (MODEL, DEVICE, DTYPE, PRESET, TUNING), defaults={"model": INPAINT_MODEL})
     add_flags(p.add_argument_group("sampler"), settings_of(SamplerConfig), dest_prefix=SAMPLER)
 
 
 def _run_inpaint(args: argparse.Namespace) -> int:
     from fcs import FastConstrainedInpaintPipeline, SamplerConfig
-    from fcs.loading import model_folder
-    from fcs.presets import choose_preset, with_preset
     from fcs.settings import given, settings_of
 
     model, device, dtype = args.model or INPAINT_MODEL, args.device or "auto", args.dtype or "auto"
-    preset = choose_preset(args.preset, model_folder(model))
-    config = with_preset(SamplerConfig(), preset, **given(args, settings_of(SamplerConfig), SAMPLER))
-    pipe = FastConstrainedInpaintPipeline.from_pretrained(model, device=device, dtype=dtype)
+    explicit = given(args, settings_of(SamplerConfig), SAMPLER)
+    pipe = FastConstrainedInpaintPipeline.from_pretrained(model, device=device, dtype=dtype, tuning=args.tuning)
     out = pipe(
         image=Path(args.image), mask_image=Path(args.mask), prompt=args.prompt, seed=args.seed,
-        config=config, show_progress=True,
+        config=pipe.settings(args.preset, **explicit), show_progress=True,
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.images[0].save(args.out, format="PNG")
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _inpaint_parser(sub)
     sub.add_parser("run", help=f"run a batch job on Ray: fcs run {{{','.join(TASKS)}}} --help")
+    sub.add_parser("tune", help="measure sampler settings on your own data: fcs tune restore --help")
     sub.add_parser("doctor", help="check GPUs, versions, Ray cluster, storage and model cache: fcs doctor --help")
     sub.add_parser("report", help="HTML report of a finished job: fcs report OUTPUT_URI --help")
     args = parser.parse_args(argv)

@@ -13,15 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from fcs.masks import MASK_KINDS, make_mask
 from fcs.metrics import psnr
 from fcs.photos import HELD_OUT, center_square, load_photo
 
 log = logging.getLogger(__name__)
 
 PHOTOS = HELD_OUT
-MASK_KINDS = ("box", "strokes", "half")
 MASKS = MASK_KINDS[:2]  # the demo's
 MODEL = "photo"  # the built-in trained latent model; $FCS_MODEL overrides it
 PHOTO_MODEL_SIZE = 128  # the size the photo model was trained at
@@ -30,24 +30,6 @@ PHOTO_MODEL_SIZE = 128  # the size the photo model was trained at
 def demo_model() -> str:
     """$FCS_MODEL (a hub id or folder, e.g. a Stable Diffusion checkpoint), else the built-in ``photo``."""
     return os.environ.get("FCS_MODEL") or MODEL
-
-
-def make_mask(kind: str, size: int, seed: int = 0) -> np.ndarray:
-    """uint8 (size, size) mask, 255 = regenerate: a centred box, random brush strokes, or the bottom half."""
-    img = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(img)
-    if kind == "box":
-        draw.rectangle([size * 0.3, size * 0.35, size * 0.7, size * 0.65], fill=255)
-    elif kind == "strokes":
-        rng = np.random.default_rng(seed)
-        for _ in range(4):
-            points = [tuple(p) for p in rng.uniform(0.1, 0.9, (4, 2)) * size]
-            draw.line(points, fill=255, width=max(2, size // 16), joint="curve")
-    elif kind == "half":
-        draw.rectangle([0, size // 2, size, size], fill=255)
-    else:
-        raise ValueError(f"mask kind {kind!r} is not one of {', '.join(MASK_KINDS)}")
-    return np.asarray(img)
 
 
 def build_demo_dataset(folder: str | Path, size: int = PHOTO_MODEL_SIZE, limit: int | None = None) -> Path:

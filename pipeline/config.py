@@ -14,7 +14,9 @@ import torch
 
 from fcs.config import DEVICE, DTYPE, MODEL, SamplerConfig
 from fcs.loading import model_folder
-from fcs.presets import PRESET, choose_preset
+from fcs.presets import PRESET
+from fcs.tuning import record as records
+from fcs.tuning.apply import Applied, sampler_for
 from fcs.settings import (
     boolean,
     check_known,
@@ -115,6 +117,9 @@ class JobConfig:
     prompt: str = setting("", "prompt for rows without one", text, group="task")
     # sampler
     preset: str | None = declared(PRESET, None)
+    tuning: str | None = setting(None, "a tuning record (fcs tune's tuning.json, a path or URI) whose chosen settings "
+                                       "the job runs; --preset and the sampler flags still win", optional(text),
+                                 group="sampler")
     sampler: SamplerConfig | dict = setting(help="SamplerConfig fields laid over the preset and the task's defaults",
                                             group="sampler", cli=False, factory=dict)
 
@@ -133,11 +138,23 @@ class JobConfig:
             fail("task_options", self.task_options, f"a mapping of {self.task} options")
         task = TASKS[self.task]
         object.__setattr__(self, "task_options", task.check_options(self.task_options, self.max_side))
-        object.__setattr__(self, "preset", choose_preset(self.preset, model_folder(self.model)))
         if isinstance(self.sampler, dict):
-            object.__setattr__(self, "sampler", task.sampler_config(self.sampler, self.preset))
+            record = read_tuning(self.tuning, self.s3_endpoint) if self.tuning else None
+            sampler, applied = sampler_for(task.sampler, task=self.task, model=self.model,
+                                           through_decoder=task.through_decoder, preset=self.preset, record=record,
+                                           where=self.tuning, folder=model_folder(self.model), explicit=self.sampler)
+            object.__setattr__(self, "sampler", sampler)
+            object.__setattr__(self, "preset", applied.preset)
+            object.__setattr__(self, "_applied", applied)
         if not isinstance(self.sampler, SamplerConfig):
             fail("sampler", self.sampler, "a mapping of SamplerConfig fields")
+        if "_applied" not in self.__dict__:  # built from settings already resolved (a copy of a resolved config)
+            object.__setattr__(self, "_applied", Applied("given", self.preset or "", self.tuning))
+
+    @property
+    def applied(self) -> Applied:
+        """Where the sampler settings came from (:class:`fcs.tuning.apply.Applied`)."""
+        return self.__dict__["_applied"]
 
     @classmethod
     def from_dict(cls, values: dict) -> JobConfig:
@@ -153,3 +170,16 @@ class JobConfig:
         out = asdict(self)
         out["sampler"] = self.sampler.to_dict()
         return out
+
+
+def read_tuning(uri: str, endpoint: str | None = None) -> dict:
+    """The tuning record at ``uri`` (a local path or an object URI), parsed and checked for format
+    (:func:`fcs.tuning.record.parse`); ValueError in one line when it is missing or unreadable."""
+    storage = Storage.from_uri(uri, endpoint)
+    try:
+        text = storage.read_bytes(storage.path())
+    except (OSError, ValueError) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"tuning record {uri!r} cannot be read ({reason}); write one with fcs tune <task> --model M "
+                         f"--input URI --output DIR (it writes DIR/{records.RECORD})") from None
+    return records.parse(text, uri)

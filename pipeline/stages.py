@@ -41,13 +41,14 @@ def default_seed(item_id: str) -> int:
 
 # -- prepare ------------------------------------------------------------------------------------
 def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: int = 2048, task: str = "restore",
-            options: dict | None = None, read_attempts: int = READ_ATTEMPTS) -> pa.Table:
+            options: dict | None = None, read_attempts: int = READ_ATTEMPTS, check_items: bool = True) -> pa.Table:
     """CPU stage: raw input rows -> decoded, validated rows (``PREPARED_SCHEMA``).
 
     Reads bytes (inline, HF ``{bytes, path}`` structs, or folder paths), decodes the image to uint8
     RGB (H, W, 3) and, for the tasks that take one (restore, layers), the mask to float32 (H, W) in
-    [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`). Objects in
-    object storage get ``read_attempts`` tries (local files one) before they are ``read:`` errors.
+    [0, 1], and validates them for ``task`` with its ``options`` (:mod:`pipeline.tasks`; without the task's
+    own item check when ``check_items`` is False: the tuner takes a restore item with an empty mask). Objects
+    in object storage get ``read_attempts`` tries (local files one) before they are ``read:`` errors.
     """
     spec = TASKS[task]
     options = spec.check_options({}) if options is None else options  # the graph passes the job's checked options
@@ -60,7 +61,7 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
                "prompt": prompt, "seed": default_seed(item_id)}
         try:
             raw = {k: v[i] for k, v in columns.items()}
-            row.update(_prepare_item(raw, storage, max_side, spec, options, reads))
+            row.update(_prepare_item(raw, storage, max_side, spec, options, reads, check_items))
         except ItemError as exc:
             row["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unforeseen failure is still one item's error row
@@ -71,7 +72,8 @@ def prepare(batch: pa.Table, *, storage: Storage, prompt: str = "", max_side: in
     return pa.Table.from_pylist(rows, schema=PREPARED_SCHEMA)
 
 
-def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict, reads: _Reads) -> dict:
+def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, options: dict, reads: _Reads,
+                  check_items: bool = True) -> dict:
     from fcs.images import image_size, to_rgb_array
     from fcs.tasks.inpaint import check_pair
 
@@ -106,7 +108,7 @@ def _prepare_item(raw: dict, storage: Storage, max_side: int, task: Task, option
     try:
         if mask_arr is not None:
             check_pair(rgb, mask_arr)
-        if task.check_item:
+        if task.check_item and check_items:
             task.check_item(rgb, mask_arr, options)
     except ValueError as exc:
         raise ItemError(one_line("validate", exc)) from None

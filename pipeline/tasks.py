@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from fcs.config import SamplerConfig
 from fcs.loading import TINY_CLIP
-from fcs.presets import DEFAULT_PRESET, with_preset
+from fcs.presets import with_preset
 from fcs.settings import Setting, fail, integer, one_of
 from fcs.tasks import inpaint, layers, outpaint, style, superres
 from fcs.tasks.layers import LAYERS_DEFAULTS, ROUNDS, SAMPLES, regions
@@ -90,8 +90,9 @@ class Task:
     def schema(self) -> pa.Schema:
         return output_schema(self.extra_images)
 
-    def sampler_config(self, values: dict, preset: str = DEFAULT_PRESET) -> SamplerConfig:
-        """The user's SamplerConfig fields laid over ``preset`` laid over this task's defaults, validated."""
+    def sampler_config(self, values: dict, preset: str = "paper") -> SamplerConfig:
+        """The user's SamplerConfig fields laid over ``preset`` (default: none, the task's own defaults) laid
+        over this task's defaults, validated."""
         return with_preset(self.sampler, preset, through_decoder=self.through_decoder, **values)
 
     def check_options(self, options: dict | None, max_side: int | None = None) -> dict:
