@@ -30,9 +30,9 @@ from fcs.denoiser import Denoiser
 from fcs.diffusers_args import batch_inputs, check_call, format_images, resize, seeds_for
 from fcs.families import family
 from fcs.loading import load_denoiser, model_folder
+from fcs.tasks import Items, inpaint
 from fcs.tuning import record as records
 from fcs.tuning.apply import sampler_for
-from fcs.tasks import Items, inpaint
 
 TASK = "restore"  # the job task whose tuning records apply here
 
@@ -113,7 +113,8 @@ class FastConstrainedInpaintPipeline:
         (image i gets seed + i; default 0) or ``generator`` (one drawn in turn, or one per image).
         Settings: ``config`` (a full SamplerConfig) or ``preset`` (:data:`fcs.presets.PRESETS`), not
         both; the explicit arguments override either. Neither: the ``tuning`` record given to
-        ``from_pretrained``, else the model folder's own, else the default preset (:meth:`settings`). ``return_dict=False``: ``(images, None)`` as diffusers returns.
+        ``from_pretrained``, else the model folder's own, else the default preset (:meth:`settings`).
+        ``return_dict=False``: ``(images, None)`` as diffusers returns.
         """
         check_call(unsupported, strength, negative_prompt, output_type, num_images_per_prompt)
         config = self._config(config, preset, steps=num_inference_steps, newton_steps=newton_steps,

@@ -15,7 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report", "tune": "jobs.tune"}  # top-level commands with their own parsers
+# top-level commands with their own parsers
+COMMANDS = {"doctor": "jobs.doctor", "report": "jobs.report", "tune": "jobs.tune"}
 INPAINT_MODEL = "photo"  # fcs inpaint's model unless --model: the built-in trained one, 128²
 
 

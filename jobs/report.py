@@ -25,6 +25,22 @@ log = logging.getLogger(__name__)
 THUMB = 128
 
 
+def _settings_line(summary: dict) -> str:
+    """Where the job's sampler settings came from (a tuning record, the model's own, a preset)."""
+    tuning = summary.get("tuning")
+    if not tuning:
+        return ""
+    sampler = (summary.get("config") or {}).get("sampler") or {}
+    what = {"tuning": "the tuning record", "model": "the model's own tuning record", "preset": "the preset",
+            "default": "the default preset (no tuning record for this model)", "given": "settings given"}
+    source = what.get(tuning["source"], tuning["source"])
+    record = f" <code id=\"tuning-record\">{html.escape(str(tuning['record']))}</code>" if tuning.get("record") else ""
+    chosen = f", candidate <b>{html.escape(str(tuning['candidate']))}</b>" if tuning.get("candidate") else ""
+    steps = ", ".join(f"{k}={sampler[k]}" for k in ("method", "steps", "newton_steps", "inner") if k in sampler)
+    return (f"<p id=\"settings\">Sampler settings from {source}{record}{chosen} (preset "
+            f"{html.escape(str(tuning.get('preset')))}): {html.escape(steps)}.</p>")
+
+
 def _png_data_uri(img: Image.Image) -> str:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -163,6 +179,7 @@ def build_report(output_uri: str, input_uri: str | None = None, sample: int = 24
     summary_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                            for k, v in summary.items() if not isinstance(v, (dict, list)))
     from_input = f" from input <code>{html.escape(input_uri)}</code>" if input_uri else ""
+    settings = _settings_line(summary)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fcs report: {html.escape(output_uri)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}
@@ -172,6 +189,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}} im
 <p>Output <code>{html.escape(output_uri)}</code>{from_input}:
 <b id="count-ok">{statuses.count("ok")}</b> ok, <b id="count-error">{statuses.count("error")}</b> error,
 {table.num_rows} rows.</p>
+{settings}
 <h2>Summary</h2><table>{summary_rows or "<tr><td>no _summary.json</td></tr>"}</table>
 <h2>Contact sheet ({len(rows)} of {table.num_rows}{": input / mask / output" if inputs else ": output"})</h2>
 <img id="contact-sheet" alt="contact sheet" src="{_png_data_uri(sheet)}">

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from fcs.settings import add_flags, given, settings_of
-from fcs.tuning.problems import NO_TRUTH, TASKS as TUNABLE
+from fcs.tuning.problems import NO_TRUTH
+from fcs.tuning.problems import TASKS as TUNABLE
 from jobs.batch import INPUT, INPUT_SETTINGS, JOB_SETTINGS, OPTION, SAMPLER, SAMPLER_SETTINGS, load_yaml
 from pipeline.config import GROUPS, JobConfig
 from pipeline.tasks import TASKS, Task
@@ -108,14 +109,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_record(record: dict) -> str:
     """The candidates as a text table, the chosen one marked."""
-    lines = [f"{'':2}{'candidate':28} {'calls':>6} {'PSNR dB (95% CI)':>22} {'SSIM':>6} {'detail':>6} {'s/item':>7}"]
+    lines = [f"{'':2}{'candidate':28} {'calls':>6} {'PSNR dB (95% CI)':>22} {'vs best dB':>17} {'SSIM':>6} "
+             f"{'detail':>6} {'s/item':>7}"]
     for c in sorted(record["candidates"], key=lambda c: c["calls"]):
         if not c["psnr"]:
             lines.append(f"  {c['name']:28} {c['calls']:6g}  failed: {c['error']}")
             continue
         mark = "*" if c["name"] == record["chosen"]["name"] else " "
         psnr = f"{c['psnr']['mean']:.2f} ({c['psnr']['low']:.2f}-{c['psnr']['high']:.2f})"
-        lines.append(f"{mark} {c['name']:28} {c['calls']:6g} {psnr:>22} {c['ssim']['mean']:6.3f} "
+        d = c.get("psnr_vs_best")
+        delta = f"{d['mean']:+.2f} ({d['low']:+.2f},{d['high']:+.2f})" if d else ""
+        lines.append(f"{mark} {c['name']:28} {c['calls']:6g} {psnr:>22} {delta:>17} {c['ssim']['mean']:6.3f} "
                      f"{c['detail']['mean']:6.2f} {c['sample_s']:7.2f}" + ("" if c["complete"] else "  (incomplete)"))
     lines.append(f"rule: {record['rule']['text']}")
     lines.append(f"chosen: {record['chosen']['name']} on {record['items']['used']} problem(s) from "

@@ -15,8 +15,6 @@ import torch
 from fcs.config import DEVICE, DTYPE, MODEL, SamplerConfig
 from fcs.loading import model_folder
 from fcs.presets import PRESET
-from fcs.tuning import record as records
-from fcs.tuning.apply import Applied, sampler_for
 from fcs.settings import (
     boolean,
     check_known,
@@ -32,6 +30,8 @@ from fcs.settings import (
     text,
     validate_fields,
 )
+from fcs.tuning import record as records
+from fcs.tuning.apply import Applied, sampler_for
 from pipeline.errors import RETRY_ERRORS
 from pipeline.output import ROWS_PER_FILE
 from pipeline.sources import INPUT_FORMATS, check_input_options
@@ -99,6 +99,9 @@ class JobConfig:
                                                  "CPU)", _gpus, group="model and compute", cli={"type": float})
     cpus_per_actor: float = setting(0.0, "CPUs reserved per sampler actor (0 keeps the CPU stages from starving)",
                                     number(0), group="model and compute")
+    threads: int | None = setting(None, "torch threads per sampler actor on CPU (none: this machine's cores less one "
+                                        "for the CPU stages, shared among the actors)", optional(integer(1)),
+                                  group="model and compute", cli={"type": int})
     device: str = declared(DEVICE, "auto")
     dtype: str = declared(DTYPE, "auto")
     actor_start_timeout_s: int = setting(1800, "fail if the sampler actors (model loaded) are not all up by then",

@@ -113,7 +113,8 @@ def _run_holding(cfg: JobConfig, actor_cls: type, started: float, src: Storage, 
                         cfg.actors)
     summary.update(run_id=run_id, input=src.uri(), output=out.uri(), model=cfg.model,
                    family=model_cache.model_family(cfg.model, cfg.s3_endpoint),
-                   gpus_per_actor=res.gpus if res else None, recovery=report.to_dict(), config=cfg.to_dict())
+                   gpus_per_actor=res.gpus if res else None, recovery=report.to_dict(), tuning=cfg.applied.to_dict(),
+                   config=cfg.to_dict())
     summary["summary_uri"] = output.write_summary(out, summary)
     log.info("run %s done: %d ok, %d error, %d pending; summary in %s", run_id, summary["ok"], summary["error"],
              summary["pending"], summary["summary_uri"])

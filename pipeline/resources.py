@@ -37,7 +37,7 @@ def plan_resources(cfg: JobConfig, cluster: dict) -> Resources:
     if gpus == 0:
         # Ray starts workers with one torch thread; on CPU share this machine's cores among the actors,
         # keeping one core for the read/decode/encode stages.
-        threads = max(1, int(cfg.cpus_per_actor) or ((os.cpu_count() or 1) - 1) // cfg.actors)
+        threads = cfg.threads or max(1, int(cfg.cpus_per_actor) or ((os.cpu_count() or 1) - 1) // cfg.actors)
         log.warning("no GPU requested or found in the Ray cluster: %d sampler actor(s) run on CPU with %d torch "
                     "thread(s) each (slow for real models)", cfg.actors, threads)
     return Resources(gpus=float(gpus), cpus=float(cfg.cpus_per_actor), device=device, threads=threads)

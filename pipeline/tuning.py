@@ -19,7 +19,7 @@ import dataclasses
 import io
 import json
 import logging
-import platform
+import os
 import random
 import time
 from collections import Counter
@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fcs.settings import integer, number, optional, setting, validate_fields
-from fcs.tuning import Problem, Source, candidates, choice, make_problems, record, scores
+from fcs.tuning import Problem, Source, candidates, choice, make_problems, record
+from fcs.tuning.evaluate import errors, evaluate, make_record
 from pipeline import output as outputs
 from pipeline import sources, stages
 from pipeline.actor import TaskActor
@@ -109,7 +110,7 @@ def run(cfg: JobConfig, tune: TuneConfig, held: dict) -> dict:
     configs = [c.config(task.sampler, task.through_decoder, held) for c, _ in chosen]
     inner = dataclasses.replace(cfg, input=out.uri(out.path(PROBLEMS)), output=out.uri(out.path(SAMPLES)),
                                 input_format="parquet", input_options={}, keep_columns=(), limit=None, tuning=None,
-                                rows_per_file=max(cfg.batch_size, 4))
+                                rows_per_file=max(cfg.batch_size, 4), threads=cfg.threads or _cpu_threads(cfg))
     started = time.time()
     summary = _run_inner(inner, tune_actor(configs))
     made = _record(cfg, tune, plan, out, summary, time.time() - started)
@@ -118,6 +119,12 @@ def run(cfg: JobConfig, tune: TuneConfig, held: dict) -> dict:
              out.uri(out.path(record.RECORD)), made["chosen"]["name"], made["chosen"]["calls"],
              made["chosen"]["psnr"]["mean"])
     return made
+
+
+def _cpu_threads(cfg: JobConfig) -> int:
+    """On CPU the tuning's actors take every core: its CPU stages run only at the start of each block
+    (a job's keep one core for theirs, which stream all along)."""
+    return max(1, (os.cpu_count() or 1) // cfg.actors)
 
 
 def _run_inner(inner: JobConfig, actor_cls: type) -> dict:
@@ -146,9 +153,11 @@ def _plan(cfg: JobConfig, tune: TuneConfig, plan: dict, out: Storage) -> dict:
     made, read = _problems(cfg, tune)
     need = min(tune.items, MIN_PROBLEMS)
     if len(made.problems) < need:
-        reasons = "; ".join(f"{n} {why}" for why, n in {**read, **made.skipped}.items()) or "none were read"
-        raise ValueError(f"fcs tune: only {len(made.problems)} of the {sum(read.values()) + len(made.skipped) + len(made.problems)} "
-                         f"input item(s) sampled could make a problem ({reasons}); tuning needs at least {need}")
+        skipped = {**read, **made.skipped}
+        reasons = "; ".join(f"{n} {why}" for why, n in skipped.items()) or "none were read"
+        tried = sum(skipped.values()) + len(made.problems)
+        raise ValueError(f"fcs tune: only {len(made.problems)} of the {tried} input item(s) sampled could make a "
+                         f"problem ({reasons}); tuning needs at least {need}")
     _write_problems(out, made.problems, len(plan["candidates"]))
     plan = {**plan, "problems": [p.id for p in made.problems], "sources": [p.source for p in made.problems],
             "shapes": [p.shape for p in made.problems], "read": len(made.problems) + sum(made.skipped.values())
@@ -253,48 +262,23 @@ def samples(out: Storage) -> list[dict]:
 
 
 def _record(cfg: JobConfig, tune: TuneConfig, plan: dict, out: Storage, summary: dict, wall_s: float) -> dict:
-    import torch
-
     truth = load_truth(out)
     rows = samples(out)
-    problems = plan["problems"]
-    ok = {(r["candidate"], r["problem"]): r for r in rows if r["status"] == "ok"}
-    valid = [p for p in problems if any((k, p) in ok for k in range(len(plan["candidates"])))]
+    results = {(r["candidate"], r["problem"]): {
+        "image": _decode(r["image"]["bytes"]) if r["status"] == "ok" else None, "error": r["error"], "nfe": r["nfe"],
+        "sample_s": r["sample_s"], "peak_mem_mb": r["peak_mem_mb"]} for r in rows}
+    entries, valid = evaluate(plan["candidates"], plan["problems"], results, truth)
     need = min(tune.items, MIN_PROBLEMS)
     if len(valid) < need:
-        errors = Counter(_reason(r["error"]) for r in rows if r["status"] != "ok")
-        raise ValueError(f"fcs tune: only {len(valid)} of {len(problems)} problem(s) finished for any candidate "
-                         f"({'; '.join(f'{n} {why}' for why, n in errors.items())}); tuning needs at least {need}")
-    entries = []
-    for k, entry in enumerate(plan["candidates"]):
-        mine = [ok[(k, p)] for p in valid if (k, p) in ok]
-        failed = [r for r in rows if r["candidate"] == k and r["status"] != "ok"]
-        per = [scores.score(truth[r["problem"]][0], _decode(r["image"]["bytes"]), truth[r["problem"]][1])
-               for r in mine]
-        entries.append({**entry, "complete": len(mine) == len(valid), "ok": len(mine), "errors": len(failed),
-                        "error": failed[0]["error"] if failed else None,
-                        "calls": round(float(np.mean([r["nfe"] for r in mine])), 2) if mine else entry["nfe_per_item"],
-                        **(scores.summarize(per) if per else {s: None for s in scores.SCORES}),
-                        "per_problem": {r["problem"]: {k2: round(v, 4) for k2, v in s.items()}
-                                        for r, s in zip(mine, per, strict=True)},
-                        "sample_s": round(float(np.mean([r["sample_s"] for r in mine])), 3) if mine else None,
-                        "peak_mem_mb": round(float(max(r["peak_mem_mb"] for r in mine)), 1) if mine else None})
-    best = choice.choose([e for e in entries if e["psnr"]], tune.tolerance_db, tune.max_calls)
+        failed = "; ".join(f"{n} {why}" for why, n in errors(results).items())
+        raise ValueError(f"fcs tune: only {len(valid)} of {len(plan['problems'])} problem(s) finished for any "
+                         f"candidate ({failed}); tuning needs at least {need}")
     devices = Counter(r["device"] for r in rows if r.get("device"))
-    return {
-        "format": record.FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fcs_version": record.fcs_version(), "task": cfg.task, "task_options": cfg.task_options,
-        "model": {"id": cfg.model, "fingerprint": record.fingerprint(cfg.model)},
-        "rule": {"text": choice.describe(tune.tolerance_db, tune.max_calls), "tolerance_db": tune.tolerance_db,
-                 "max_calls": tune.max_calls, "detail_floor": choice.DETAIL_FLOOR},
-        "held": plan["held"], "input": plan["input"],
-        "items": {"read": plan["read"], "used": len(valid), "ids": [plan["sources"][problems.index(p)] for p in valid],
-                  "problems": valid, "skipped": plan["skipped"], "failed_problems": len(problems) - len(valid)},
-        "hardware": {"device": devices.most_common(1)[0][0] if devices else None, "dtype": cfg.dtype,
-                     "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
-                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                     "actors": cfg.actors, "batch_size": cfg.batch_size},
-        "wall_s": round(wall_s, 1), "samples_summary": summary.get("summary_uri"),
-        "candidates": entries,
-        "chosen": {k: best[k] for k in ("name", "preset", "changes", "settings", "calls", "psnr", "ssim", "detail")},
-    }
+    return make_record(
+        task=cfg.task, task_options=cfg.task_options, model=cfg.model, entries=entries, valid=valid,
+        sources=dict(zip(plan["problems"], plan["sources"], strict=True)),
+        items={"read": plan["read"], "skipped": plan["skipped"], "problems": len(plan["problems"])},
+        held=plan["held"], tolerance_db=tune.tolerance_db, max_calls=tune.max_calls, input=plan["input"],
+        hardware={"device": devices.most_common(1)[0][0] if devices else None, "dtype": cfg.dtype,
+                  "actors": cfg.actors, "batch_size": cfg.batch_size},
+        wall_s=round(wall_s, 1), samples_summary=summary.get("summary_uri"))

@@ -1,15 +1,14 @@
 """Named presets: paper is exactly the paper's settings per task, fast spends at most 70 UNet forwards
-per item, cg stays within its task's budget, a model folder's recommendation applies unless a preset is
-named, explicit settings win, and every entry point takes the preset."""
+per item, cg stays within its task's budget, the shipped models' own tuning records are the tuner's,
+explicit settings win, and every entry point takes the preset (the order of precedence:
+tests/tuning/test_records.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from fcs import SamplerConfig
-from fcs.presets import DEFAULT_PRESET, PRESETS, recommended_preset, with_preset
+from fcs.presets import PRESETS, with_preset
 from fcs.tasks.superres import SR_DEFAULTS
 from jobs import batch
 from pipeline.config import JobConfig
@@ -70,31 +69,24 @@ def test_cg_stays_within_the_call_budget_of_its_task(task, budget):
     assert config.inner == "cg" and config.nfe_per_item <= budget and config.lr is None
 
 
-def test_a_model_folder_recommends_its_preset_and_a_named_one_still_wins(tmp_path):
-    (tmp_path / "sampler.json").write_text(json.dumps({"preset": "cg", "measured": {}}))
-    recommended = JobConfig(input="i", output="o", model=str(tmp_path))
-    assert recommended.preset == "cg" and recommended.sampler == with_preset(SamplerConfig(), "cg")
-    assert JobConfig(input="i", output="o", model=str(tmp_path), preset="paper").sampler == SamplerConfig()
-    explicit = JobConfig(input="i", output="o", model=str(tmp_path), sampler={"newton_steps": 1})
-    assert (explicit.sampler.inner, explicit.sampler.newton_steps) == ("cg", 1)
-    assert JobConfig(input="i", output="o", model="tiny").preset == DEFAULT_PRESET  # recommends nothing
-
-
-def test_a_bad_recommendation_names_its_file(tmp_path):
-    (tmp_path / "sampler.json").write_text(json.dumps({"preset": "turbo"}))
-    with pytest.raises(ValueError, match="sampler.json.*one of paper, fast, cg"):
-        JobConfig(input="i", output="o", model=str(tmp_path))
-
-
-def test_the_shipped_models_recommendation_is_the_rule_applied_to_its_own_measurements():
-    """benchmarks/recommend.py wrote it from training images; the file holds the numbers it chose on."""
-    import sys
+def test_the_shipped_models_records_are_the_tuners_rule_applied_to_their_own_measurements():
+    """benchmarks/recommend.py tuned each on its training images (fcs.tuning.local): every record is for
+    its model's current weights, and the rule applied to its numbers gives its choice, which a job runs."""
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    from recommend import FOLDERS, recommend
+    from fcs.tuning import choice, record
 
-    for folder in FOLDERS.values():
-        record = json.loads((folder / "sampler.json").read_text())
-        assert recommended_preset(folder) == record["preset"] == recommend(record["measured"])
-        assert set(record["measured"]) == set(PRESETS)
+    folders = {"photo": Path(__file__).parents[1] / "fcs" / "models" / "photo",
+               "digits": Path(__file__).parents[1] / "benchmarks" / "reference_model"}
+    for name, folder in folders.items():
+        model = "photo" if name == "photo" else str(folder)
+        records = sorted((folder / record.MODEL_RECORDS).glob("*.json"))
+        assert "restore.json" in [p.name for p in records], f"{name} has no restore record"
+        for path in records:
+            made = record.read(path)
+            record.check(made, str(path), task=path.stem, model=model)
+            rule = made["rule"]
+            assert choice.choose(made["candidates"], rule["tolerance_db"], rule["max_calls"])["name"] \
+                == made["chosen"]["name"]
+            cfg = JobConfig(input="i", output="o", model=model, task=path.stem)
+            assert cfg.applied.source == "model" and cfg.sampler == record.settings(made)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 TOLERANCE_DB = 0.3  # how much PSNR a cheaper candidate may give up against the best
-DETAIL_FLOOR = 0.5  # below this the fill holds under half the truth's gradient energy: over-smooth
+# below this a fill keeps under 15 % of the truth's fine-scale energy: a smooth interpolation (the biharmonic
+# fill scores 0.11 on the demo's photos, every sampler candidate 0.20-0.32; docs/results.md "Tuning")
+DETAIL_FLOOR = 0.15
 
 
 def describe(tolerance_db: float = TOLERANCE_DB, max_calls: int | None = None) -> str:
