@@ -48,10 +48,14 @@ def _png_data_uri(img: Image.Image) -> str:
 
 
 def _thumb(data: bytes | None, mask: bool = False) -> Image.Image:
+    blank = Image.new("RGB", (THUMB, THUMB), (90, 90, 90))
     if not data:
-        return Image.new("RGB", (THUMB, THUMB), (90, 90, 90))
-    img = Image.open(io.BytesIO(data))
-    img = img.convert("L").convert("RGB") if mask else img.convert("RGB")
+        return blank
+    try:  # an input that is not an image (an error row's) gets the blank tile
+        img = Image.open(io.BytesIO(data))
+        img = img.convert("L").convert("RGB") if mask else img.convert("RGB")
+    except (OSError, ValueError):
+        return blank
     scale = THUMB / max(img.size)  # fit the tile, enlarging small images too (nearest keeps pixels visible)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     return img.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)

@@ -72,7 +72,7 @@ def test_tune_then_run_with_the_record(ray_address, tmp_path, capsys):
 
     # refusals, each in one line before any work: another settings' run in this output, a task without truth
     assert tune.main(["restore", "--input", str(data), "--output", str(tuned), "--candidates", "paper", *FLAGS]) == 2
-    assert "holds a tuning run with other settings (candidates differ)" in capsys.readouterr().err
+    assert "holds a tuning run with other settings (items, candidates differ)" in capsys.readouterr().err
     assert tune.main(["style", "--input", str(data), "--output", str(tmp_path / "s"), *FLAGS]) == 2
     assert "cannot tune: a style job has no ground truth" in capsys.readouterr().err
     assert batch.main("superres", ["--input", str(data), "--output", str(tmp_path / "sr"), "--model", "tiny",
@@ -108,7 +108,7 @@ def test_an_interrupted_tuning_resumes(ray_address, tmp_path):
             driver.wait()
     first = read_rows(str(tuned / "samples"), columns=["id"]).column("id").to_pylist()
     assert 0 < len(first) < 8 and not (tuned / "tuning.json").exists(), "not killed midway"
-    assert tune.main(cmd[5:]) == 0
+    assert tune.main(cmd[4:]) == 0
     rows = read_rows(str(tuned / "samples"), columns=["id"]).column("id").to_pylist()
     assert sorted(rows) == sorted(set(rows)) and len(rows) == 8 and set(first) <= set(rows)
     inner = json.loads((tuned / "samples" / "_summary.json").read_text())
