@@ -85,6 +85,9 @@ def test_which_settings_a_run_applies(fcs_cache, monkeypatch, tmp_path, caplog):
                                      "candidate": "cg:steps=7,newton_steps=1", "settings": {"steps": 7}}
     explicit = JobConfig(input="in", output="out", model="tiny", tuning=tuned, sampler={"steps": 3})
     assert (explicit.sampler.steps, explicit.sampler.newton_steps) == (3, 1)  # a flag wins over the record
+    pipe = FastConstrainedInpaintPipeline.from_pretrained("tiny", tuning=tuned)  # the diffusers-style class too
+    assert pipe.settings().steps == 7 and pipe.settings("fast") == with_preset(SamplerConfig(), "fast")
+    assert pipe.settings(newton_steps=2).newton_steps == 2
     preset = JobConfig(input="in", output="out", model="tiny", tuning=tuned, preset="fast")
     assert preset.sampler == with_preset(SamplerConfig(), "fast") and preset.applied.source == "preset"
     # the model folder's own record, else the default with one log line naming fcs tune
@@ -108,11 +111,11 @@ def test_the_rule_takes_the_cheapest_within_the_tolerance():
                 "detail": {"mean": detail}}
 
     entries = [entry("paper", 220, 20.0), entry("fast", 70, 19.8), entry("cg", 48, 19.6),
-               entry("blur", 10, 25.0, detail=0.2), entry("broken", 5, 30.0, complete=False)]
+               entry("blur", 10, 25.0, detail=0.1), entry("broken", 5, 30.0, complete=False)]
     assert choice.choose(entries)["name"] == "fast"  # cg is 0.4 dB off; blur is over-smooth; broken unfinished
     assert choice.choose(entries, tolerance_db=0.5)["name"] == "cg"
     assert choice.choose(entries, max_calls=60)["name"] == "cg"  # the best under the budget
-    assert choice.choose([entry("blur", 10, 25.0, detail=0.2)])["name"] == "blur"  # none sharp: all count
+    assert choice.choose([entry("blur", 10, 25.0, detail=0.1)])["name"] == "blur"  # none sharp: all count
     with pytest.raises(ValueError, match="no candidate costs at most 4 UNet calls.*cheapest, cg, costs 48"):
         choice.choose(entries[:3], max_calls=4)
     with pytest.raises(ValueError, match="none of the 1 candidate\\(s\\) finished"):
