@@ -1,6 +1,6 @@
-"""``fcs tune`` as a job on real Ray: problems from real photos (the truth absent from the sampler's
-input), bad items counted and skipped, the record and report written, ``fcs run --tuning`` applying it,
-the refusals, and an interrupted tuning resuming."""
+"""``fcs tune`` as a job on real Ray: an interrupted tuning resuming, problems from real photos (the truth
+absent from the sampler's input), bad items counted and skipped, the record and report written,
+``fcs run --tuning`` applying it, and the refusals."""
 
 from __future__ import annotations
 
@@ -21,26 +21,45 @@ from jobs import batch, tune
 from jobs.demo import build_demo_dataset
 from jobs.report import build_report
 
-FLAGS = ["--model", "tiny", "--steps", "2", "--batch-size", "2"]
+FLAGS = ["--model", "tiny", "--steps", "4", "--batch-size", "2"]
 
 
 def _decode(png: bytes, mode: str = "RGB") -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert(mode))
 
 
-def test_tune_then_run_with_the_record(ray_address, tmp_path, capsys):
+def test_tune_interrupted_resumed_then_run_with_the_record(ray_address, tmp_path, capsys):
     data = build_demo_dataset(tmp_path / "in", size=64, limit=5)  # real photos, the demo's masks
     (data / "images" / "broken.png").write_bytes(b"not an image")
     (data / "masks" / "broken.png").write_bytes(next((data / "masks").iterdir()).read_bytes())
     tuned = tmp_path / "tuned"
     args = ["restore", "--input", str(data), "--output", str(tuned), "--candidates", "cg", "fast", "--items", "4",
             *FLAGS]
+    # a tuning killed midway (one problem per batch: a commit every 4 samples) ...
+    cmd = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "tune", *args,
+           "--batch-size", "1"]
+    with open(tmp_path / "driver.log", "wb") as log:
+        driver = subprocess.Popen(cmd, env={**os.environ, "RAY_ADDRESS": ray_address}, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            assert wait_for(lambda: len(committed(tuned / "samples")) >= 1 or driver.poll() is not None, 240), \
+                "no commit"
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.kill()
+            driver.wait()
+    first = read_rows(str(tuned / "samples"), columns=["id"]).column("id").to_pylist()
+    assert 0 < len(first) < 8 and not (tuned / "tuning.json").exists(), "not killed midway"
+    # ... resumes: the rerun samples only what is missing
     assert tune.main(args) == 0
+    rows = read_rows(str(tuned / "samples"), columns=["id"]).column("id").to_pylist()
+    assert sorted(rows) == sorted(set(rows)) and len(rows) == 8 and set(first) <= set(rows)
+    assert json.loads((tuned / "samples" / "_summary.json").read_text())["this_run"]["rows"] == 8 - len(first)
     printed = capsys.readouterr().out
     made = json.loads((tuned / "tuning.json").read_text())
     assert made["format"] == 1 and made["task"] == "restore" and made["model"]["id"] == "tiny"
     assert made["model"]["fingerprint"].startswith("sha256:") and made["hardware"]["device"] == "cpu"
-    assert [c["name"] for c in made["candidates"]] == ["cg", "fast"] and made["held"] == {"steps": 2}
+    assert [c["name"] for c in made["candidates"]] == ["cg", "fast"] and made["held"] == {"steps": 4}
     assert made["chosen"]["name"] in ("cg", "fast") and f"* {made['chosen']['name']}" in printed
     assert made["items"]["used"] == 4 and len(set(made["items"]["ids"])) == 4
     assert sum(n for why, n in made["items"]["skipped"].items() if "decode" in why) == 1  # the broken image
@@ -88,29 +107,3 @@ def test_too_few_usable_items_name_the_counts(ray_address, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "only 0 of the 3 input item(s) sampled could make a problem (3 mask covers more than 60%" in err
     assert "tuning needs at least 4" in err
-
-
-def test_an_interrupted_tuning_resumes(ray_address, tmp_path):
-    data = build_demo_dataset(tmp_path / "in", size=64, limit=4)
-    tuned = tmp_path / "tuned"
-    cmd = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "tune", "restore",
-           "--input", str(data), "--output", str(tuned), "--candidates", "cg", "paper", "--items", "4",
-           "--model", "tiny", "--steps", "4", "--batch-size", "1"]
-    with open(tmp_path / "driver.log", "wb") as log:
-        driver = subprocess.Popen(cmd, env={**os.environ, "RAY_ADDRESS": ray_address}, stdout=log,
-                                  stderr=subprocess.STDOUT)
-        try:
-            assert wait_for(lambda: len(committed(tuned / "samples")) >= 1 or driver.poll() is not None, 240), \
-                "no commit"
-            driver.send_signal(signal.SIGKILL)
-        finally:
-            driver.kill()
-            driver.wait()
-    first = read_rows(str(tuned / "samples"), columns=["id"]).column("id").to_pylist()
-    assert 0 < len(first) < 8 and not (tuned / "tuning.json").exists(), "not killed midway"
-    assert tune.main(cmd[4:]) == 0
-    rows = read_rows(str(tuned / "samples"), columns=["id"]).column("id").to_pylist()
-    assert sorted(rows) == sorted(set(rows)) and len(rows) == 8 and set(first) <= set(rows)
-    inner = json.loads((tuned / "samples" / "_summary.json").read_text())
-    assert inner["this_run"]["rows"] == 8 - len(first)  # the rerun sampled only what was missing
-    assert json.loads((tuned / "tuning.json").read_text())["items"]["used"] == 4
