@@ -180,7 +180,13 @@ def _previews(cfg) -> None:
     scores = hole_psnr(Path(cfg.input), restored, cfg)
     if scores:
         print(f"hole PSNR, mean of {scores['items']} item(s) (the demo photos are whole, so the truth is known): "
-              f"{cfg.sampler.method} (preset {cfg.preset}, {cfg.sampler.nfe_per_item} UNet calls) "
+              f"{cfg.sampler.method} ({_settings_name(cfg)}, {cfg.sampler.nfe_per_item} UNet calls) "
               f"{scores[cfg.sampler.method]:.2f} dB | replacement baseline "
               f"{scores['replacement']:.2f} dB (same model, seeds and steps, run here)")
     print(f"a rerun resumes and skips restored ids: delete {Path(cfg.output).parent} to start over")
+
+
+def _settings_name(cfg) -> str:
+    """What the demo ran, as its line says it: a tuning record's candidate, or the preset."""
+    where = {"model": "the model's tuning record", "tuning": "the tuning record"}.get(cfg.applied.source)
+    return f"{cfg.applied.candidate} from {where}" if where and cfg.applied.candidate else f"preset {cfg.preset}"

@@ -13,6 +13,8 @@ from pipeline_testdata import read_rows
 from venv_tools import venv_tool
 
 from jobs import batch
+from fcs.loading import model_folder
+from fcs.tuning import record
 from jobs.demo import build_demo_dataset, demo_model, make_mask
 
 
@@ -21,14 +23,16 @@ def test_demo_runs_from_a_fresh_folder(ray_address, tmp_path, monkeypatch, capsy
     monkeypatch.delenv("FCS_MODEL", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
     caplog.set_level("INFO", logger="fcs.jobs")
-    assert batch.main("restore", ["--demo"]) == 0  # the demo's own settings: the photo model's recommended preset
+    assert batch.main("restore", ["--demo"]) == 0  # the demo's own settings: the photo model's own record
     assert "demo: model photo at 128x128" in caplog.text
     table = read_rows(str(tmp_path / "demo-output" / "restored"))
     assert table.num_rows == 8 and set(table.column("status").to_pylist()) == {"ok"}
     assert len(list((tmp_path / "demo-output" / "preview").glob("*.png"))) == 8
     printed = capsys.readouterr().out
     assert "8 ok, 0 error" in printed and "previews" in printed
-    scores = re.search(r"hole PSNR, mean of 8 item\(s\).*: newton \(preset cg, 48 UNet calls\) (\d+\.\d\d) dB "
+    own = record.read(record.model_folder_record(model_folder("photo"), "restore"))  # the demo runs its choice
+    scores = re.search(rf"hole PSNR, mean of 8 item\(s\).*: newton \({re.escape(own['chosen']['name'])} from the "
+                       rf"model's tuning record, {record.settings(own).nfe_per_item} UNet calls\) (\d+\.\d\d) dB "
                        r"\| replacement baseline (\d+\.\d\d) dB", printed)
     assert scores and float(scores[1]) > float(scores[2])  # Newton ahead of its baseline on held-out photos
     # a rerun resumes: nothing to do
