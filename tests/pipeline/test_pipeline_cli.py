@@ -12,9 +12,9 @@ from PIL import Image
 from pipeline_testdata import read_rows
 from venv_tools import venv_tool
 
-from jobs import batch
 from fcs.loading import model_folder
 from fcs.tuning import record
+from jobs import batch
 from jobs.demo import build_demo_dataset, demo_model, make_mask
 
 
