@@ -62,15 +62,16 @@ def load_model(model: str):
 
 
 def tune_task(den, model: str, task: str, sources: list, show_progress: bool = True) -> dict:
-    """The tuning record of ``task`` on ``sources`` with the default candidates."""
+    """The tuning record of ``task`` on ``sources`` with the default candidates (``model``: photo, digits or
+    a built-in name such as an oracle's)."""
     from fcs.tuning.local import tune
     from pipeline.tasks import TASKS
 
     spec = TASKS[task]
     options = spec.check_options(OPTIONS[task])
     return tune(den, task, sources, run=spec.run, base=spec.sampler, through_decoder=spec.through_decoder,
-                options=options, specs=None, count=len(sources), model=NAMES[model],
-                input=f"{len(sources)} training {'digits' if model == 'digits' else 'photo crops'}",
+                options=options, specs=None, count=len(sources), model=NAMES.get(model, model),
+                input=f"{len(sources)} training images of {model}",
                 show_progress=show_progress)
 
 

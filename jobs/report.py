@@ -36,7 +36,7 @@ def _settings_line(summary: dict) -> str:
     source = what.get(tuning["source"], tuning["source"])
     record = f" <code id=\"tuning-record\">{html.escape(str(tuning['record']))}</code>" if tuning.get("record") else ""
     chosen = f", candidate <b>{html.escape(str(tuning['candidate']))}</b>" if tuning.get("candidate") else ""
-    steps = ", ".join(f"{k}={sampler[k]}" for k in ("method", "steps", "newton_steps", "inner") if k in sampler)
+    steps = f"{sampler.get('steps')} outer steps, {sampler.get('newton_steps')} inner ({sampler.get('inner')})"
     return (f"<p id=\"settings\">Sampler settings from {source}{record}{chosen} (preset "
             f"{html.escape(str(tuning.get('preset')))}): {html.escape(steps)}.</p>")
 

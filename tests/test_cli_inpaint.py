@@ -35,7 +35,7 @@ def test_fcs_inpaint_writes_a_png_of_the_input_size(photo, fcs_cache, device, tm
     out = tmp_path / "out" / "restored.png"
     command = [
         sys.executable, "-m", "jobs.cli", "inpaint", "--image", str(image_path), "--mask", str(mask_path),
-        "--out", str(out), "--model", "tiny", "--steps", "3", "--newton-steps", "2", "--seed", "1",
+        "--out", str(out), "--model", "tiny", "--preset", "paper", "--steps", "3", "--newton-steps", "2", "--seed", "1",
         "--device", device, "--dtype", "float32",
     ]
     env = {**os.environ, "FCS_CACHE": str(fcs_cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

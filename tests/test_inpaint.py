@@ -141,7 +141,7 @@ def test_pipeline_returns_pil_images_of_the_input_size(sd):
     pipe = fcs.FastConstrainedInpaintPipeline(sd)
     image = Image.fromarray(_photo(37, 50))
     mask = Image.fromarray((_hole(37, 50) * 255).astype(np.uint8))
-    out = pipe(image=image, mask_image=mask, prompt="", num_inference_steps=2, newton_steps=1, seed=3)
+    out = pipe(image=image, mask_image=mask, prompt="", num_inference_steps=2, newton_steps=1, seed=3, preset="paper")
     assert isinstance(out, fcs.InpaintOutput) and len(out.images) == 1
     assert out.images[0].size == (50, 37) and out.images[0].mode == "RGB"
     assert out.nfe == [2 * 3]
@@ -154,7 +154,7 @@ def test_pipeline_lists_and_seeds_match_inpaint(sd):
     images = [_photo(32, 32, seed=i) for i in range(2)]
     masks = [Image.fromarray((_hole(32, 32) * 255).astype(np.uint8))] * 2
     out = pipe(image=[Image.fromarray(x) for x in images], mask_image=masks, num_inference_steps=2, newton_steps=1,
-               seed=5)
+               seed=5, preset="paper")
     direct = fcs.inpaint(sd, fcs.Items(images, [_hole(32, 32)] * 2, seeds=[5, 6]), FAST)
     for got, want in zip(out.images, direct, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want.image)

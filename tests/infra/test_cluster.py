@@ -46,7 +46,7 @@ def test_restore_job_through_jobs_api_writes_every_id_once_and_resumes(local_clu
     ids = _folder_dataset(tmp_path / "input", n=6)
     out = tmp_path / "restored"
     command = (f"fcs run restore --input {tmp_path / 'input'} --output {out} --model tiny "
-               "--actors 2 --batch-size 2 --steps 2 --newton-steps 1")
+               "--actors 2 --batch-size 2 --preset paper --steps 2 --newton-steps 1")
 
     status, logs = local_cluster.run_job(command)
     assert status == "SUCCEEDED", logs[-4000:]

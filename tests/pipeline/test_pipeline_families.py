@@ -47,7 +47,7 @@ def test_family_job_over_s3(name, family_dirs, ray_address, s3_endpoint, bucket,
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     model = f"s3://{bucket}/models/{name}"
     cfg = JobConfig(input=f"s3://{bucket}/in/", output=f"s3://{bucket}/out", model=model, batch_size=2,
-                    sampler=FAST)
+                    sampler=FAST, preset="paper")
     summary = pipeline.run(cfg)
     assert (summary["ok"], summary["error"], summary["pending"], summary["duplicates"]) == (4, 0, 0, 0)
     assert summary["family"] == {"tiny-sdxl": "StableDiffusionXLPipeline", "tiny-sd3": "StableDiffusion3Pipeline",

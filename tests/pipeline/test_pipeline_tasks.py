@@ -53,7 +53,7 @@ def test_superres_job_upscales_every_item_once(ray_address, tmp_path):
     sizes = {"square": (32, 32), "wide": (24, 40), "odd": (20, 28)}
     rows = [{"id": k, "image": png(photo(h, w, seed=i))} for i, (k, (h, w)) in enumerate(sizes.items())]
     rows.append({"id": "corrupt", "image": b"not an image"})  # no mask column at all: superres needs none
-    table, summary = _run("superres", tmp_path, rows, "--scale", "2")
+    table, summary = _run("superres", tmp_path, rows, "--scale", "2", "--preset", "paper")
     got = {r["id"]: r for r in table.to_pylist()}
     for key, (h, w) in sizes.items():
         assert got[key]["status"] == "ok", got[key]["error"]
@@ -157,7 +157,7 @@ def test_flags_file_and_smoke_set_task_options(tmp_path):
     assert cfg("style", "--smoke").task_options == {"clip_model": "tiny-clip", "size": [64, 64]}
     path = tmp_path / "job.yaml"
     path.write_text("model: tiny\ntask_options:\n  scale: 8\nsampler:\n  steps: 3\n")
-    got = cfg("superres", "--config", str(path), "--variant", "encoder")
+    got = cfg("superres", "--config", str(path), "--variant", "encoder", "--preset", "paper")
     assert (got.task, got.task_options, got.sampler.steps, got.sampler.newton_steps) == (
         "superres", {"scale": 8, "variant": "encoder"}, 3, 10)
 
@@ -169,7 +169,7 @@ def test_task_defaults_follow_the_library():
     from fcs.tasks.superres import SR_DEFAULTS
 
     def cfg(task: str, **sampler) -> SamplerConfig:
-        return JobConfig(model="tiny", input="i", output="o", task=task, sampler=sampler).sampler
+        return JobConfig(model="tiny", input="i", output="o", task=task, sampler=sampler, preset="paper").sampler
 
     assert cfg("superres") == SR_DEFAULTS and cfg("style") == STYLE_DEFAULTS and cfg("restore") == SamplerConfig()
     assert cfg("layers") == inspect.signature(extract_layers).parameters["config"].default
