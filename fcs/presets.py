@@ -8,7 +8,7 @@
     cg      the conjugate-gradient inner solver (``inner="cg"``, fcs.samplers.moment): S = 16, K = 2,
             48 forwards for latent-mask inpainting; S = 20, K = 4, 100 forwards where the error comes
             through the decoder (super-resolution). Closer to the exact posterior than paper on 9 of 10
-            oracle rows (``benchmarks/oracle.py``), the photo model's recommendation, but below paper
+            oracle rows (``benchmarks/oracle.py``), the default for a model without a tuning record, but below paper
             on the pixel-space digits model's box holes (``benchmarks/frontier.py``; docs/results.md, "Quality
             vs cost").
 

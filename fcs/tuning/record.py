@@ -33,7 +33,8 @@ FORMAT = 1
 RECORD = "tuning.json"  # what fcs tune writes in its output
 MODEL_RECORDS = "tuning"  # a model folder's own records: <folder>/tuning/<task>.json
 REQUIRED = ("task", "model", "chosen", "candidates", "rule", "items")
-_HASHED = (".safetensors", ".bin", ".pt", ".json")  # weights and their configs, not records or cards
+_WEIGHTS = (".safetensors", ".bin", ".pt")
+_CONFIGS = ("config.json", "model_index.json", "scheduler_config.json")  # not records, cards or training logs
 _EDGE = 1 << 20  # bytes hashed at each end of a weight file (its size covers the middle)
 
 
@@ -56,7 +57,7 @@ def fingerprint(model: str) -> str | None:
         root = model_folder(model) or (Path(resolve_model(model)) if model in BUILT else None)
         if root is None:
             return None
-        files = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix in _HASHED
+        files = sorted(p for p in Path(root).rglob("*") if p.is_file() and (p.suffix in _WEIGHTS or p.name in _CONFIGS)
                        and MODEL_RECORDS not in p.relative_to(root).parts[:1])
     digest = hashlib.sha256(model.encode() if model in ORACLES else b"")
     for path in files:
