@@ -18,15 +18,16 @@ from pathlib import Path
 from fcs.settings import add_flags, given, settings_of
 from fcs.tuning.problems import NO_TRUTH
 from fcs.tuning.problems import TASKS as TUNABLE
+from fcs.tuning.record import RECORD
 from jobs.batch import INPUT, INPUT_SETTINGS, JOB_SETTINGS, OPTION, SAMPLER, SAMPLER_SETTINGS, load_yaml
 from pipeline.config import GROUPS, JobConfig
+from pipeline.storage import Storage
 from pipeline.tasks import TASKS, Task
 from pipeline.tuning import TuneConfig
 
 log = logging.getLogger("fcs.jobs")
 NOT_FOR_TUNING = {"limit", "rows_per_file", "retry_errors", "keep_columns", "preset", "tuning", "task", "pad_batches"}
 TUNE_SETTINGS = settings_of(TuneConfig)
-REPORT = "report.html"
 EXIT = "exit codes: 0 tuned, 1 the job failed, 2 bad configuration or input (nothing chosen)"
 
 
@@ -101,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
     report = write_report(cfg.output, record, cfg.s3_endpoint)
     print(format_record(record))
-    print(f"record: {Path(cfg.output) / 'tuning.json' if '://' not in cfg.output else cfg.output + '/tuning.json'}"
-          f"\nreport: {report}\nrun it: fcs run {cfg.task} --model {cfg.model} --input ... --output ... --tuning "
-          f"{cfg.output.rstrip('/')}/tuning.json")
+    out = Storage.from_uri(cfg.output, cfg.s3_endpoint)
+    made = out.uri(out.path(RECORD))
+    print(f"record: {made}\nreport: {report}\nrun it: fcs run {cfg.task} --model {cfg.model} --input ... --output ... "
+          f"--tuning {made}")
     return 0
 
 

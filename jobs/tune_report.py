@@ -9,11 +9,11 @@ import base64
 import html
 import io
 
-import numpy as np
-
+from fcs.images import encode_png
 from pipeline.storage import Storage
 from pipeline.tuning import PROBLEMS, load_truth, samples
 
+REPORT = "report.html"
 STRIP = 4  # problems shown per candidate
 THUMB = 96  # pixels per picture side in the strips
 
@@ -22,7 +22,7 @@ def write_report(output: str, record: dict, endpoint: str | None = None) -> str:
     """Write ``<output>/report.html`` for ``record``; returns its URI."""
     out = Storage.from_uri(output, endpoint)
     page = render(out, record)
-    path = out.path("report.html")
+    path = out.path(REPORT)
     out.put_atomic(path, page.encode())
     return out.uri(path)
 
@@ -42,7 +42,7 @@ def render(out: Storage, record: dict) -> str:
                    f"{c['detail']['mean']:.2f}" if c["psnr"] else f"failed: {html.escape(str(c['error']))}")
         rows.append(f"<tr><th>{html.escape(c['name'])}{mark}<br><small>{numbers}</small></th><td>{pics}</td></tr>")
     head = "".join(_img(inputs[p]) for p in shown if p in inputs)
-    truths = "".join(_img(_png(truth[p][0])) for p in shown)
+    truths = "".join(_img(encode_png(truth[p][0])) for p in shown)
     model = record["model"]
     name = html.escape(str(model["id"]))
     skipped = ", ".join(f"{n} {why}" for why, n in record["items"]["skipped"].items()) or "none"
@@ -69,12 +69,6 @@ def _inputs(out: Storage, shown: list[str]) -> dict[str, bytes]:
     table = pq.read_table(io.BytesIO(out.read_bytes(out.path(PROBLEMS, "part-0.parquet"))), columns=["id", "image"])
     return {r["id"].split("/", 1)[1]: r["image"] for r in table.to_pylist()
             if r["id"].startswith("0/") and r["id"].split("/", 1)[1] in shown}
-
-
-def _png(array: np.ndarray) -> bytes:
-    from fcs.images import encode_png
-
-    return encode_png(array)
 
 
 def _img(png: bytes, width: int | None = None) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fcs.images import encode_png
 from fcs.settings import integer, number, optional, setting, validate_fields
 from fcs.tuning import Problem, Source, candidates, choice, make_problems, record
 from fcs.tuning.evaluate import errors, evaluate, make_record
@@ -107,7 +108,7 @@ def run(cfg: JobConfig, tune: TuneConfig, held: dict) -> dict:
             "input": Storage.from_uri(cfg.input, cfg.s3_endpoint).uri(), "items": tune.items, "seed": tune.seed,
             "held": held, "candidates": [_entry(c, config) for c, config in chosen]}
     plan = _plan(cfg, tune, plan, out)
-    configs = [c.config(task.sampler, task.through_decoder, held) for c, _ in chosen]
+    configs = [config for _, config in chosen]
     inner = dataclasses.replace(cfg, input=out.uri(out.path(PROBLEMS)), output=out.uri(out.path(SAMPLES)),
                                 input_format="parquet", input_options={}, keep_columns=(), limit=None, tuning=None,
                                 rows_per_file=max(cfg.batch_size, 4), threads=cfg.threads or _cpu_threads(cfg))
@@ -152,16 +153,15 @@ def _plan(cfg: JobConfig, tune: TuneConfig, plan: dict, out: Storage) -> dict:
         return before
     made, read = _problems(cfg, tune)
     need = min(tune.items, MIN_PROBLEMS)
+    skipped = {**read, **made.skipped}
+    tried = sum(skipped.values()) + len(made.problems)
     if len(made.problems) < need:
-        skipped = {**read, **made.skipped}
         reasons = "; ".join(f"{n} {why}" for why, n in skipped.items()) or "none were read"
-        tried = sum(skipped.values()) + len(made.problems)
         raise ValueError(f"fcs tune: only {len(made.problems)} of the {tried} input item(s) sampled could make a "
                          f"problem ({reasons}); tuning needs at least {need}")
     _write_problems(out, made.problems, len(plan["candidates"]))
     plan = {**plan, "problems": [p.id for p in made.problems], "sources": [p.source for p in made.problems],
-            "shapes": [p.shape for p in made.problems], "read": len(made.problems) + sum(made.skipped.values())
-            + sum(read.values()), "skipped": {**read, **made.skipped}}
+            "shapes": [p.shape for p in made.problems], "read": tried, "skipped": skipped}
     out.put_atomic(path, json.dumps(plan, indent=1, default=str).encode())  # last: the problems are complete
     return plan
 
@@ -207,27 +207,21 @@ def _array(data: bytes, h: int, w: int, c: int | None, dtype=np.uint8) -> np.nda
     return np.frombuffer(data, dtype).reshape(shape).copy()
 
 
-def _png(array: np.ndarray) -> bytes:
-    from fcs.images import encode_png
-
-    return encode_png(array)
-
-
 def _write_problems(out: Storage, problems: list[Problem], count: int) -> None:
     """The sampler's input (every candidate × problem, candidate-major) and, apart, the truth."""
     rows = {"id": [], "image": [], "mask": [], "prompt": [], "seed": []}
     for k in range(count):
         for p in problems:
             rows["id"].append(f"{k}/{p.id}")
-            rows["image"].append(_png(p.image))
-            rows["mask"].append(None if p.mask is None else _png((np.clip(p.mask, 0, 1) * 255).round()
+            rows["image"].append(encode_png(p.image))
+            rows["mask"].append(None if p.mask is None else encode_png((np.clip(p.mask, 0, 1) * 255).round()
                                                                  .astype(np.uint8)))
             rows["prompt"].append(p.prompt)
             rows["seed"].append(stages.default_seed(p.id))
     if all(m is None for m in rows["mask"]):
         del rows["mask"]
     truth = {"id": [p.id for p in problems], "source": [p.source for p in problems],
-             "truth": [_png(p.truth) for p in problems], "region": [_png(p.region.astype(np.uint8) * 255)
+             "truth": [encode_png(p.truth) for p in problems], "region": [encode_png(p.region.astype(np.uint8) * 255)
                                                                      for p in problems]}
     for folder, table in ((PROBLEMS, pa.table(rows)), (TRUTH, pa.table(truth))):
         buf = io.BytesIO()

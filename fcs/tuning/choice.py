@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 TOLERANCE_DB = 0.3  # how much PSNR a cheaper candidate may give up against the best
-# below this a fill keeps under 15 % of the truth's fine-scale energy: a smooth interpolation (the biharmonic
-# fill scores 0.11 on the demo's photos, every sampler candidate 0.20-0.32; docs/results.md "Tuning")
+# below this a fill keeps under 15 % of the truth's fine-scale energy: a smooth interpolation. Measured once,
+# by hand, on the demo's photos: the biharmonic fill 0.11, every sampler candidate 0.20-0.32 (fcs tune prints
+# the candidates' detail; no benchmark prints the biharmonic's yet)
 DETAIL_FLOOR = 0.15
 
 
