@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+RAYLET_START_WAIT_S = "120"  # seconds `ray start` waits for the GCS to register its node (Ray's default: 30)
 
 
 def free_port() -> int:
@@ -89,7 +90,10 @@ class LocalNodes:
         """The environment of a process on this cluster: the token, and this Python's bin on PATH."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
         env |= self.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "RAY_TMPDIR": self.ray_tmp,
-                "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+                "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PATH": f"{Path(sys.executable).parent}:{env['PATH']}",
+                # `ray start` gives up after 30 s if the GCS has not registered the node: on 2 busy cores
+                # it can take longer (seen: worker-2 of the node-loss test)
+                "RAY_raylet_start_wait_time_s": RAYLET_START_WAIT_S}
         if self.health:
             env |= {"RAY_health_check_period_ms": str(self.health[0]),
                     "RAY_health_check_failure_threshold": str(self.health[1]),
@@ -103,7 +107,7 @@ class LocalNodes:
                                        env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         node = Node(name, started.pid, gpus)
         self.nodes.append(node)  # before waiting: shutdown() stops a node whose start failed, too
-        if started.wait(timeout=120):
+        if started.wait(timeout=240):
             raise RuntimeError(f"`ray start` for {name} failed: {(self.root / f'{name}.log').read_text()[-3000:]}")
         return node
 

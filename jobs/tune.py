@@ -124,8 +124,9 @@ def format_record(record: dict) -> str:
         lines.append(f"{mark} {c['name']:28} {c['calls']:6g} {psnr:>22} {delta:>17} {c['ssim']['mean']:6.3f} "
                      f"{c['detail']['mean']:6.2f} {c['sample_s']:7.2f}" + ("" if c["complete"] else "  (incomplete)"))
     lines.append(f"rule: {record['rule']['text']}")
+    took = f" in {record['wall_s']:.0f} s" if record.get("wall_s") is not None else ""
     lines.append(f"chosen: {record['chosen']['name']} on {record['items']['used']} problem(s) from "
-                 f"{record['items']['read']} item(s) read")
+                 f"{record['items']['read']} item(s) read{took}")
     return "\n".join(lines)
 
 

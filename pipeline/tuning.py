@@ -100,6 +100,7 @@ def run(cfg: JobConfig, tune: TuneConfig, held: dict) -> dict:
     to ``<output>/tuning.json``. ValueError (one line) for input the tuner cannot use."""
     from fcs.tuning.problems import check_task
 
+    started = time.time()
     check_task(cfg.task)
     task = TASKS[cfg.task]
     out = Storage.from_uri(cfg.output, cfg.s3_endpoint)
@@ -112,7 +113,6 @@ def run(cfg: JobConfig, tune: TuneConfig, held: dict) -> dict:
     inner = dataclasses.replace(cfg, input=out.uri(out.path(PROBLEMS)), output=out.uri(out.path(SAMPLES)),
                                 input_format="parquet", input_options={}, keep_columns=(), limit=None, tuning=None,
                                 rows_per_file=max(cfg.batch_size, 4), threads=cfg.threads or _cpu_threads(cfg))
-    started = time.time()
     summary = _run_inner(inner, tune_actor(configs))
     made = _record(cfg, tune, plan, out, summary, time.time() - started)
     out.put_atomic(out.path(record.RECORD), json.dumps(made, indent=1).encode())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -177,7 +178,7 @@ class GaussianPosterior:
         prior_cov = self.prior.cov(basis).reshape(self.dim, self.dim)
         return prior_cov - gain @ (matrix @ prior_cov)
 
-    @property
+    @cached_property  # d × d work per item: built once
     def var(self) -> Tensor | None:
         if self.method != "dense":
             return None
