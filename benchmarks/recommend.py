@@ -3,6 +3,7 @@
     python benchmarks/recommend.py --model photo      # writes fcs/models/photo/tuning/{restore,superres}.json
     python benchmarks/recommend.py --model digits     # writes benchmarks/reference_model/tuning/...
     python benchmarks/recommend.py --model digits --tasks restore
+    python benchmarks/recommend.py --model photo --rechoose   # the rule of today on the numbers recorded
 
 A thin caller of the tuner (:func:`fcs.tuning.local.tune`, what ``fcs tune`` runs without Ray): the
 default candidates on problems made from training images (photo: centre crops of 8 training photos;
@@ -89,8 +90,20 @@ def main() -> None:
     parser.add_argument("--model", choices=tuple(FOLDERS), required=True)
     parser.add_argument("--tasks", nargs="+", choices=tuple(OPTIONS), default=list(OPTIONS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rechoose", action="store_true",
+                        help="samples nothing: apply the current rule to the candidates' numbers in each record")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.rechoose:
+        from fcs.tuning.evaluate import rechoose
+
+        for task in args.tasks:
+            path = record_path(args.model, task)
+            if path.exists():
+                record = rechoose(json.loads(path.read_text()))
+                path.write_text(json.dumps(record, indent=1) + "\n")
+                print(f"{args.model} {task}: chose {record['chosen']['name']} -> {path.relative_to(ROOT)}")
+        return
     if fingerprint(NAMES[args.model]) is None:
         sys.exit(f"recommend: model {NAMES[args.model]!r} has no local files to fingerprint; run from the repo root")
     den, sources = load_model(args.model), training_sources(args.model)

@@ -64,16 +64,13 @@ def make_record(*, task: str, task_options: dict, model: str, entries: list, val
     ``sources``: problem id -> the input item it came from; ``items``: read, skipped (counts)."""
     import torch
 
-    best = choice.choose([e for e in entries if e["psnr"]], tolerance_db, max_calls)
     top = max((e for e in entries if e["complete"] and e["psnr"]), key=lambda e: e["psnr"]["mean"])
     for e in entries:
         e["psnr_vs_best"] = paired(e, top)
-    return {
+    made = {
         "format": record.FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fcs_version": record.fcs_version(), "task": task, "task_options": task_options,
         "model": {"id": model, "fingerprint": record.fingerprint(model)},
-        "rule": {"text": choice.describe(tolerance_db, max_calls), "tolerance_db": tolerance_db,
-                 "max_calls": max_calls, "detail_floor": choice.DETAIL_FLOOR},
         "held": held, "input": input,
         "items": {"read": items["read"], "used": len(valid), "ids": [sources[p] for p in valid], "problems": valid,
                   "skipped": items["skipped"], "failed_problems": items["problems"] - len(valid)},
@@ -81,5 +78,15 @@ def make_record(*, task: str, task_options: dict, model: str, entries: list, val
                      "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, **hardware},
         **extra,
         "candidates": entries,
-        "chosen": {k: best[k] for k in ("name", "preset", "changes", "settings", "calls", "psnr", "ssim", "detail")},
     }
+    return rechoose(made, tolerance_db, max_calls)
+
+
+def rechoose(made: dict, tolerance_db: float = choice.TOLERANCE_DB, max_calls: int | None = None) -> dict:
+    """``made`` (a record) with its ``rule`` and ``chosen`` set by the rule at ``tolerance_db`` and
+    ``max_calls`` from the candidates' numbers it holds: another rule needs no new samples."""
+    best = choice.choose([e for e in made["candidates"] if e["psnr"]], tolerance_db, max_calls)
+    made["rule"] = {"text": choice.describe(tolerance_db, max_calls), "tolerance_db": tolerance_db,
+                    "max_calls": max_calls, "detail_floor": choice.DETAIL_FLOOR}
+    made["chosen"] = {k: best[k] for k in ("name", "preset", "changes", "settings", "calls", "psnr", "ssim", "detail")}
+    return made

@@ -98,6 +98,13 @@ def test_tune_interrupted_resumed_then_run_with_the_record(ray_address, tmp_path
                                    "--tuning", str(tuned / "tuning.json")]) == 2
     assert "was made for task 'restore', not 'superres'" in capsys.readouterr().err
 
+    # another rule on the same output re-chooses from the samples it has: nothing is sampled again
+    assert tune.main([*args, "--tolerance-db", "100"]) == 0
+    again = json.loads((tuned / "tuning.json").read_text())
+    assert json.loads((tuned / "samples" / "_summary.json").read_text())["this_run"]["rows"] == 0
+    assert again["rule"]["tolerance_db"] == 100 and again["candidates"] == made["candidates"]
+    assert again["chosen"]["name"] == min(made["candidates"], key=lambda c: (c["calls"], -c["psnr"]["mean"]))["name"]
+
 
 def test_too_few_usable_items_name_the_counts(ray_address, tmp_path, capsys):
     data = build_demo_dataset(tmp_path / "in", size=64, limit=3)
