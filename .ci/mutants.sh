@@ -30,4 +30,7 @@ run "cg without conjugation" fcs/samplers/moment.py "p, jp = g + beta * p, jg + 
 run "cg keeps the stale eps" fcs/samplers/moment.py "state.eps = (state.x - alpha * x0) / sigma" "pass"
 run "cg probes J at the corrected x0" fcs/samplers/moment.py "jg[idx] = jacobian_direction(denoiser, state.x[idx], state.x0[idx], g[idx]" "jg[idx] = jacobian_direction(denoiser, state.x[idx], x0[idx], g[idx]"
 run "cg without backtracking" fcs/samplers/moment.py "    for _ in range(times):" "    for _ in range(0):"
+run "2m extrapolates backwards" fcs/schedule.py "step = x0 + (h / (2 * h_prev)) * (x0 - previous_x0)" "step = x0 - (h / (2 * h_prev)) * (x0 - previous_x0)"
+run "2m keeps the stale eps" fcs/schedule.py "return step, eps + (self.alphas[i] / self.sigmas[i]) * (x0 - step)" "return step, eps"
+run "log-SNR grid ignored" fcs/samplers/loop.py "    if spacing == \"model\":" "    if True:"
 git status --short fcs

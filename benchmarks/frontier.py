@@ -126,14 +126,15 @@ def constraint_for(den, task: str, truth: torch.Tensor):
     return LatentInpaint.from_pixels(den, truth, mask)
 
 
-def sample(den, task: str, truth: torch.Tensor, method: str, fields: dict) -> tuple[torch.Tensor, float, float]:
-    """(decoded images in [0, 1], mean NFE per item, seconds per item)."""
+def sample(den, task: str, truth: torch.Tensor, method: str, fields: dict,
+           seed: int = 0) -> tuple[torch.Tensor, float, float]:
+    """(decoded images in [0, 1], mean NFE per item, seconds per item); item i starts from seed + i."""
     from fcs import SAMPLERS, SamplerConfig, noise
 
     config = SamplerConfig(method=method, **fields)
     constraint = constraint_for(den, task, truth)
     n = truth.shape[0]
-    gens = noise.generators(range(n))
+    gens = noise.generators(range(seed, seed + n))
     shape = (den.channels, truth.shape[2] // den.scale_factor, truth.shape[3] // den.scale_factor)
     cond = den.encode_prompt([""] * n)
     start = time.perf_counter()

@@ -1,12 +1,13 @@
 """Layer extraction on synthetic digit composites with the trained reference model: IoU of the
 estimated alpha against the true one, next to the IoU of the rough region given as input.
 
-    python benchmarks/layers_iou.py [--n 16] [--rounds 3] [--samples 4]
+    python benchmarks/layers_iou.py [--n 16] [--rounds 3] [--samples 4] [--presets cg,calibrated]
 
 Composite: x = α⊙F + (1−α)⊙B with B a held-out digit, F another held-out digit on a grey card
 (0.5 + 0.5·digit, so the foreground differs from the black background), and α a disk or a box
-(alternating). The rough region is the bounding box of α grown by 2 px. Writes
-benchmarks/results/layers_iou.{md,json} and docs/layers.png (a few examples).
+(alternating). The rough region is the bounding box of α grown by 2 px. Settings, side by side on the
+same items and seeds: the paper's step at S = --steps, K = 3 (the figure's), then each of --presets.
+Writes benchmarks/results/layers_iou.{md,json} and docs/layers.png (a few examples, first setting).
 """
 
 from __future__ import annotations
@@ -52,44 +53,59 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
-def main() -> None:
-    from fcs import SamplerConfig, load_denoiser
+def measure(den, items: list[dict], config, rounds: int, samples: int) -> tuple[list[dict], list]:
     from fcs.tasks.layers import extract_layers, recompose
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
-    den = load_denoiser(HERE / "reference_model", device="cpu", dtype="float32")
-    config = SamplerConfig(steps=args.steps, newton_steps=3)
     rows, shown = [], []
-    for i, item in enumerate(composites(args.n)):
-        layers = extract_layers(den, item["x"], [item["rough"]], config, rounds=args.rounds, samples=args.samples,
+    for i, item in enumerate(items):
+        layers = extract_layers(den, item["x"], [item["rough"]], config, rounds=rounds, samples=samples,
                                 margin=0, seed=i)
         rows.append({"shape": item["shape"], "iou_estimate": iou(layers.alpha, item["alpha"]),
                      "iou_rough": iou(item["rough"], item["alpha"]), "nfe": layers.nfe, "rounds": layers.rounds,
                      "recon_max_err": float(np.abs(recompose(layers) - item["x"] / 255.0).max())})
         if len(shown) < 4:
             shown.append((item, layers))
-    summary = {k: float(np.mean([r[k] for r in rows])) for k in ("iou_estimate", "iou_rough", "nfe", "recon_max_err")}
+    return rows, shown
+
+
+def main() -> None:
+    from fcs import SamplerConfig, load_denoiser
+    from fcs.presets import with_preset
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--presets", default="cg,calibrated", help="comma-separated presets run beside it")
+    args = parser.parse_args()
+    den = load_denoiser(HERE / "reference_model", device="cpu", dtype="float32")
+    settings = {f"paper's step S{args.steps} K3": SamplerConfig(steps=args.steps, newton_steps=3)}
+    settings |= {f"`{name}` preset": with_preset(SamplerConfig(), name) for name in filter(None, args.presets.split(","))}
+    items = composites(args.n)
+    results, figure = {}, None
+    for label, config in settings.items():
+        results[label], shown = measure(den, items, config, args.rounds, args.samples)
+        figure = figure or shown
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "layers_iou.json").write_text(
-        json.dumps({"config": vars(args), "summary": summary, "rows": rows}, indent=2))
-    lines = [f"### Layer extraction on {args.n} synthetic digit composites (reference model, S={args.steps}, K=3, "
+    (RESULTS / "layers_iou.json").write_text(json.dumps({"config": vars(args), "settings": {
+        label: {"summary": {k: float(np.mean([r[k] for r in rows])) for k in
+                            ("iou_estimate", "iou_rough", "nfe", "recon_max_err")}, "rows": rows}
+        for label, rows in results.items()}}, indent=2))
+    lines = [f"### Layer extraction on {args.n} synthetic digit composites (reference model, "
              f"{args.rounds} rounds × {args.samples} samples)", "",
-             "| α shape | items | IoU of estimated α | IoU of rough input region "
+             "| setting | α shape | items | IoU of estimated α | IoU of rough input region "
              "| UNet forwards / image | max recon. error |",
-             "|---|---|---|---|---|---|"]
-    for shape in ("disk", "box", "all"):
-        sel = [r for r in rows if shape == "all" or r["shape"] == shape]
-        lines.append(f"| {shape} | {len(sel)} | {np.mean([r['iou_estimate'] for r in sel]):.3f} | "
-                     f"{np.mean([r['iou_rough'] for r in sel]):.3f} | {np.mean([r['nfe'] for r in sel]):.0f} | "
-                     f"{np.max([r['recon_max_err'] for r in sel]):.4f} |")
+             "|---|---|---|---|---|---|---|"]
+    for label, rows in results.items():
+        for shape in ("disk", "box", "all"):
+            sel = [r for r in rows if shape == "all" or r["shape"] == shape]
+            lines.append(f"| {label} | {shape} | {len(sel)} | {np.mean([r['iou_estimate'] for r in sel]):.3f} | "
+                         f"{np.mean([r['iou_rough'] for r in sel]):.3f} | {np.mean([r['nfe'] for r in sel]):.0f} | "
+                         f"{np.max([r['recon_max_err'] for r in sel]):.4f} |")
     md = "\n".join(lines) + "\n"
     (RESULTS / "layers_iou.md").write_text(md)
-    _figure(shown, HERE.parent / "docs" / "layers.png")
+    _figure(figure, HERE.parent / "docs" / "layers.png")
     print(md)
 
 

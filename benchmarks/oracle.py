@@ -16,6 +16,7 @@ and exact posterior samples (the noise floor of each metric). Per problem, N = 6
   of its own sampling noise (≈ 1 for an exact sampler; "—" where Σ_post is 0, i.e. the observation
   pins x0 down);
 - ``rmse``: ‖m̂ − m‖ / √d in model space (defined everywhere);
+- ``spread``: mean over samples of ‖x − m‖² / tr Σ_post (1 = exact; < 1 samples too alike);
 - ``var``: mean log ratio of sample to exact per-element variance (0 = calibrated, < 0 over-confident);
 - ``sw``: sliced Wasserstein-2 distance to 64 exact posterior samples (the exact row: two exact sets);
 - ``psnr``: hole PSNR (whole image for SR) of the samples against the true image; the exact row's
@@ -67,14 +68,17 @@ def settings(task: str) -> dict[str, tuple[str, dict]]:
 
     def differs(config: SamplerConfig) -> dict:
         return {k: v for k, v in asdict(config).items()
-                if v != defaults[k] and k in ("steps", "newton_steps", "lr", "inner")}
+                if v != defaults[k] and k in ("steps", "newton_steps", "lr", "inner", "spacing", "solver")}
 
     lr = {"lr": 0.1} if sr else {}
     out = {"newton paper": ("newton", differs(with_preset(base, "paper"))),
-           "newton fast": ("newton", differs(with_preset(base, "fast")))}
+           "newton fast": ("newton", differs(with_preset(base, "fast"))),
+           "calibrated": ("newton", differs(with_preset(base, "calibrated", through_decoder=sr)))}
     out |= {f"newton S20 K{k}": ("newton", {"newton_steps": k, **lr}) for k in (1, 2, 3)}
     out |= {f"cg S{s} K{k}": ("newton", {"steps": s, "newton_steps": k, "inner": "cg"})
             for s, k in ((20, 1), (16, 2), (10, 4), (20, 3), (20, 4))}
+    out["cg S16 K2 2m"] = ("newton", {"steps": 16, "newton_steps": 2, "inner": "cg", "spacing": "logsnr",
+                                      "solver": "2m"})  # the cg preset's calls with the calibrated outer steps
     out |= {"dps S20": ("dps", {}), f"dps S{PAPER_NFE.get(task, 220)}": ("dps", {"steps": PAPER_NFE.get(task, 220)})}
     out["replacement S20"] = ("replacement", {})  # latent-mask tasks only (skipped where there is no mask)
     out["ddim S20 (unconstrained)"] = ("ddim", {})
@@ -128,7 +132,7 @@ def draw(den, constraint, method: str, fields: dict, shape, seed: int) -> tuple[
 
 
 def score(den, post, samples: torch.Tensor, exact: torch.Tensor, truth, region) -> dict:
-    from fcs.oracles.metrics import normalised_mean_error, psnr, sliced_wasserstein, variance_log_ratio
+    from fcs.oracles.metrics import normalised_mean_error, psnr, sliced_wasserstein, spread, variance_log_ratio
 
     d = samples[0, 0].numel()
     trace = float(post.var.sum())
@@ -136,6 +140,7 @@ def score(den, post, samples: torch.Tensor, exact: torch.Tensor, truth, region) 
            "err": float(normalised_mean_error(samples, post.mean, post.var.flatten(1).sum(1))) if trace > 1e-9 * d
            else None,
            "var": float(variance_log_ratio(samples, post.var)) if trace > 1e-9 * d else None,
+           "spread": float(spread(samples, post.mean, post.var.flatten(1).sum(1))) if trace > 1e-9 * d else None,
            "sw": float(sliced_wasserstein(samples, exact))}
     if truth is not None:
         with torch.no_grad():
@@ -220,7 +225,7 @@ def summarise(rows: list[dict]) -> dict:
     out = {}
     for (oracle, task, setting), rs in groups.items():
         means = {}
-        for metric in ("err", "rmse", "var", "sw", "psnr", "psnr_mean", "modes", "nfe", "seconds"):
+        for metric in ("err", "rmse", "spread", "var", "sw", "psnr", "psnr_mean", "modes", "nfe", "seconds"):
             values = [r[metric] for r in rs if r.get(metric) is not None]
             means[metric] = float(np.mean(values)) if values and len(values) == len(rs) else None
         out.setdefault(oracle, {}).setdefault(task, {})[setting] = means | {"problems": len(rs)}
@@ -234,24 +239,24 @@ def _cell(value, digits: int = 2) -> str:
 def markdown(summary: dict) -> str:
     lines = ["# Samplers against the exact posterior (`python benchmarks/oracle.py`)", "",
              f"N = {SAMPLES} samples per problem; means over problems. `err` ≈ 1 and `var` ≈ 0 for an exact "
-             "sampler; the `exact` row holds the noise floor of each metric (two independent exact sample sets) "
+             "sampler (`spread` ≈ 1); the `exact` row holds the noise floor of each metric (two independent exact sample sets) "
              "and, in `psnr`, the exact posterior mean's PSNR in brackets.", ""]
     for oracle, tasks in summary.items():
         lines += [f"## {oracle}", ""]
         mixture = oracle.startswith("oracle-gmm")
-        head = "| task | setting | NFE | err | rmse | var | sw | " + ("modes |" if mixture else "PSNR dB |")
+        head = "| task | setting | NFE | err | rmse | spread | var | sw | " + ("modes |" if mixture else "PSNR dB |")
         lines += [head, "|---" * (head.count("|") - 1) + "|"]
         for task, rows in tasks.items():
             for setting, m in sorted(rows.items(), key=lambda kv: (kv[0] != "exact", kv[1]["nfe"] or 0, kv[0])):
                 last = _cell(m["modes"], 3) if mixture else (
                     f"{_cell(m['psnr'])} ({_cell(m['psnr_mean'])})" if setting == "exact" else _cell(m["psnr"]))
                 lines.append(f"| {task} | {setting} | {m['nfe']:.0f} | {_cell(m['err'], 1)} | {_cell(m['rmse'], 4)} "
-                             f"| {_cell(m['var'])} | {_cell(m['sw'], 4)} | {last} |")
+                             f"| {_cell(m['spread'])} | {_cell(m['var'])} | {_cell(m['sw'], 4)} | {last} |")
         lines.append("")
     return "\n".join(lines)
 
 
-COMPACT = ("newton paper", "newton fast", "cg S16 K2", "cg S20 K4", "dps S20", "replacement S20",
+COMPACT = ("newton paper", "newton fast", "cg S16 K2", "cg S20 K4", "calibrated", "dps S20", "replacement S20",
            "ddim S20 (unconstrained)")
 
 
@@ -292,7 +297,7 @@ def figure(summary: dict, path: Path) -> None:
             value = m["err"] if m["err"] is not None else m["rmse"]
             if setting == "exact" or value is None:
                 continue
-            marker = {"newton": "o", "cg": "D", "dps": "s", "replacement": "^", "ddim": "x"}[setting.split()[0]]
+            marker = {"newton": "o", "cg": "D", "calibrated": "*", "dps": "s", "replacement": "^", "ddim": "x"}[setting.split()[0]]
             ax.scatter(m["nfe"], value, marker=marker, label=setting)
         exact = summary[oracle][task].get("exact", {})
         if exact.get("err") is not None:

@@ -10,8 +10,9 @@ import torch
 
 from fcs.loading import BUILTIN, DTYPES
 from fcs.samplers import JACOBIANS, SAMPLERS
-from fcs.samplers.loop import STEPS
+from fcs.samplers.loop import SOLVERS, STEPS
 from fcs.samplers.newton import FD_STEP, INNER_SOLVERS, NEWTON_STEPS, inner_step_count
+from fcs.schedule import SPACINGS
 from fcs.settings import (
     Setting,
     boolean,
@@ -71,6 +72,11 @@ class SamplerConfig:
     inner: str = setting("paper", "inner solver: paper (steps of x_t) or cg (conjugate gradient on x̂0)",
                          one_of(INNER_SOLVERS, quote=True), cli={"choices": INNER_SOLVERS})
     eta: float = setting(0.0, "DDIM noise (0: deterministic given the seed)", number(0, 1))
+    spacing: str = setting("model", "outer time grid: model (its scheduler's) or logsnr (uniform in log-SNR "
+                           "between the same end points)", one_of(SPACINGS, quote=True), cli={"choices": SPACINGS})
+    solver: str = setting("ddim", "outer transition: ddim (first order) or 2m (second order from the previous "
+                          "step's x̂0, no extra forward; needs eta 0)", one_of(SOLVERS, quote=True),
+                          cli={"choices": SOLVERS})
     dps_step_size: float = setting(1.0, "DPS step size ζ", number())
     guidance_scale: float = setting(1.0, "classifier-free guidance (1 disables it: one UNet pass per forward)",
                                     number(1))
@@ -82,6 +88,8 @@ class SamplerConfig:
         validate_fields(self)
         if isinstance(self.lr, tuple) and len(self.lr) != self.newton_steps:
             fail("lr", self.lr, f"a float or {self.newton_steps} floats (one per newton step)")
+        if self.solver == "2m" and self.eta > 0:
+            fail("solver", self.solver, "ddim when eta > 0 (2m is deterministic)")
 
     @classmethod
     def from_dict(cls, values: dict) -> SamplerConfig:
@@ -94,12 +102,13 @@ class SamplerConfig:
 
     def sampler_options(self) -> dict:
         """Keyword options for the chosen sampler function."""
+        outer = dict(eta=self.eta, spacing=self.spacing, solver=self.solver)
         if self.method == "newton":
-            return dict(newton_steps=self.newton_steps, lr=self.lr, h=self.h, jacobian=self.jacobian, tol=self.tol,
-                        rel_tol=self.rel_tol, inner_until=self.inner_until, inner=self.inner)
+            return outer | dict(newton_steps=self.newton_steps, lr=self.lr, h=self.h, jacobian=self.jacobian,
+                                tol=self.tol, rel_tol=self.rel_tol, inner_until=self.inner_until, inner=self.inner)
         if self.method == "dps":
-            return dict(step_size=self.dps_step_size)
-        return {}
+            return outer | dict(step_size=self.dps_step_size)
+        return outer
 
     @property
     def nfe_per_item(self) -> int:

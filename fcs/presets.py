@@ -11,6 +11,10 @@
             oracle rows (``benchmarks/oracle.py``), the default for a model without a tuning record, but below paper
             on the pixel-space digits model's box holes (``benchmarks/frontier.py``; docs/results.md, "Quality
             vs cost").
+    calibrated  cg with second-order outer steps (``solver="2m"``) on a grid uniform in log-SNR
+            (``spacing="logsnr"``): S = 12, K = 3, 48 forwards (through the decoder S = 20, K = 4, 100).
+            DDIM's first-order steps leave samples too alike (half to three quarters of the posterior's
+            variance on the oracles); these keep it (``benchmarks/spread.py``).
 
 Which settings a run uses (a named preset, a tuning record measured by ``fcs tune``, the model
 folder's own record, else :data:`DEFAULT_PRESET`) is decided in :mod:`fcs.tuning.apply`. Explicit
@@ -28,10 +32,12 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     "fast": {"steps": 10, "newton_steps": 3},
     "cg": {"inner": "cg", "steps": 16, "newton_steps": 2, "lr": None},
+    "calibrated": {"inner": "cg", "steps": 12, "newton_steps": 3, "lr": None, "spacing": "logsnr", "solver": "2m"},
 }
 # where the constraint reaches x̂0 through the VAE decoder, a preset may need more inner steps
 THROUGH_DECODER: dict[str, dict] = {
     "cg": {"inner": "cg", "steps": 20, "newton_steps": 4, "lr": None},
+    "calibrated": {"inner": "cg", "steps": 20, "newton_steps": 4, "lr": None, "spacing": "logsnr", "solver": "2m"},
 }
 # for a model without a tuning record: cg beats paper at a quarter of the calls on the exact-posterior
 # oracles, the photo model and the held-out priors the issues measured; paper wins only on pixel-space

@@ -7,10 +7,16 @@ Two conventions write every model family in this one form:
 ``to_prediction`` maps a network output in its convention to (ε̂, x̂0); after that no sampler knows
 which convention it runs. DDIM with η = 0 is one transition for all, x_{t'} = α'·x̂0 + σ'·ε̂ (for a
 flow it is the Euler step of the flow ODE).
+
+DDIM is first order: each step loses variance (for Gaussian data of variance v its factor on x_t is
+cos Δθ times the exact one, θ = atan(σ/(α√v))), so samples come out too alike at S ≈ 20. The second-order
+multistep step (:meth:`Schedule.second_order`, DPM-Solver++(2M) in α/σ form) reuses the previous step's
+x̂0 and costs no forward; a grid uniform in log-SNR (:func:`log_snr_spaced`) spreads the angle evenly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +26,11 @@ from torch import Tensor
 from fcs import noise as _noise
 
 PREDICTIONS = ("epsilon", "v_prediction", "flow")  # what a network's output is, per convention
+# the outer time grid: the model's own (its scheduler's spacing) or uniform in log-SNR log(α/σ) between
+# the own grid's first and last step
+SPACINGS = ("model", "logsnr")
+FINE_STEPS = 999  # the grid a log-SNR spacing picks its steps from (every training step of SD's schedule but
+# one: 1000 with its steps_offset of 1 would ask for t = 1000)
 
 
 def check_prediction(prediction_type: str) -> str:
@@ -105,6 +116,24 @@ class Schedule:
             x = x + s * _noise.randn(x0.shape[1:], gens, x0.device)
         return x
 
+    def log_snr(self, i: int) -> float:
+        """λ_i = log(α_i/σ_i) (± inf at the ends of a flow)."""
+        alpha, sigma = self.alphas[i], self.sigmas[i]
+        if sigma <= 0 or alpha <= 0:
+            return math.inf if sigma <= 0 else -math.inf
+        return math.log(alpha / sigma)
+
+    def second_order(self, x0: Tensor, eps: Tensor, previous_x0: Tensor, i: int) -> tuple[Tensor, Tensor]:
+        """(x̂0, ε̂) for :meth:`transition` from step i that make it DPM-Solver++(2M)'s step: x̂0
+        extrapolated with the previous step's, D = x̂0 + h/(2h₋)·(x̂0 − x̂0₋) with h = λ_{i+1} − λ_i,
+        h₋ = λ_i − λ_{i−1}, and ε̂ kept consistent with x_t = α·x̂0 + σ·ε̂. First order where a log-SNR
+        is infinite (a flow's last step)."""
+        h, h_prev = self.log_snr(i + 1) - self.log_snr(i), self.log_snr(i) - self.log_snr(i - 1)
+        if i == 0 or not (math.isfinite(h) and math.isfinite(h_prev)) or h_prev <= 0:
+            return x0, eps
+        step = x0 + (h / (2 * h_prev)) * (x0 - previous_x0)
+        return step, eps + (self.alphas[i] / self.sigmas[i]) * (x0 - step)
+
     @classmethod
     def variance_preserving(cls, alphas_cumprod: Tensor, timesteps: Sequence[int]) -> Schedule:
         """SD's schedule at the given training indices (ᾱ read in float64)."""
@@ -117,3 +146,25 @@ class Schedule:
         """A rectified-flow schedule at flow times s (α = 1 − s, σ = s); the model takes time_scale·s."""
         sigmas = tuple(float(s) for s in sigmas)
         return cls(tuple(time_scale * s for s in sigmas), tuple(1 - s for s in sigmas), sigmas)
+
+
+def log_snr_spaced(own: Schedule, fine: Schedule) -> Schedule:
+    """``len(own)`` steps of ``fine`` (noisiest first) nearest to a grid uniform in log-SNR between
+    ``own``'s first and last step, each later than the one before; ``own`` if ``fine`` has too few."""
+    steps = len(own)
+    if steps < 3 or len(fine) < steps:
+        return own
+    lam = torch.tensor([fine.log_snr(j) for j in range(len(fine))], dtype=torch.float64)
+    finite = lam[torch.isfinite(lam)]
+    low, high = float(finite.min()), float(finite.max())  # a flow's pure-noise end (λ = −inf) ties the first
+    lam = lam.clamp(low, high)
+    ends = [min(max(own.log_snr(i), low), high) for i in (0, steps - 1)]
+    targets = torch.linspace(*ends, steps, dtype=torch.float64)
+    picked, floor = [], 0
+    for k, target in enumerate(targets):
+        ceiling = len(fine) - (steps - k)  # leave room for the steps after this one
+        j = int(torch.argmin((lam[floor:ceiling + 1] - target).abs())) + floor
+        picked.append(j)
+        floor = j + 1
+    return Schedule(tuple(fine.timesteps[j] for j in picked), tuple(fine.alphas[j] for j in picked),
+                    tuple(fine.sigmas[j] for j in picked))

@@ -35,6 +35,8 @@ from fcs import SamplerConfig
         ("feather", 1.5),
         ("lr", "0.5"),
         ("dps_step_size", None),
+        ("spacing", "karras"),
+        ("solver", "heun"),
     ],
 )
 def test_bad_value_names_the_field(field, value):
@@ -80,6 +82,13 @@ def test_sampler_options_fit_the_sampler(method):
     signature = inspect.signature(fcs.SAMPLERS[method])
     signature.bind_partial(**config.sampler_options())
     assert config.nfe_per_item == (3 * 5 if method == "newton" else 3)
+    assert SamplerConfig(method=method, eta=0.5).sampler_options()["eta"] == 0.5  # every caller gets the noise
+
+
+def test_the_deterministic_second_order_solver_refuses_ddim_noise():
+    with pytest.raises(ValueError, match="config field 'solver'.*eta"):
+        SamplerConfig(solver="2m", eta=0.5)
+    assert SamplerConfig(solver="2m").sampler_options()["solver"] == "2m"
 
 
 def test_config_is_immutable():

@@ -86,7 +86,7 @@ def test_final_residual_matches_the_returned_x0(method, sd, make_problem):
 def test_batch_of_2_equals_2_single_runs(method, sd, make_problem, sample_inpaint):
     """B items in one batch = B single runs (fp32, 1e-4), with DDIM noise (eta > 0) drawn per item."""
     images, masks = make_problem(2, 32, 48)
-    options = dict(method=method, steps=STEPS, eta=0.5, **_options(method))
+    options = dict(method=method, steps=STEPS, **_options(method) | {"eta": 0.5})
     batch, _ = sample_inpaint(sd, images, masks, SEEDS, **options)
     for i in range(2):
         single, _ = sample_inpaint(sd, images[i : i + 1], masks[i : i + 1], [SEEDS[i]], **options)
@@ -107,8 +107,8 @@ def test_samplers_leave_the_global_rng_alone(method, sd, make_problem, sample_in
     """Per-item generators only: sampling never draws from (or reseeds) torch's global generator."""
     images, masks = make_problem(1, 32, 32)
     state = torch.get_rng_state()
-    sample_inpaint(sd, images, masks, SEEDS[:1], method=method, steps=STEPS, eta=0.5,
-                   **{k: v for k, v in _options(method).items() if k != "jacobian"})
+    sample_inpaint(sd, images, masks, SEEDS[:1], method=method, steps=STEPS,
+                   **{k: v for k, v in _options(method).items() if k != "jacobian"} | {"eta": 0.5})
     assert torch.equal(torch.get_rng_state(), state)
 
 

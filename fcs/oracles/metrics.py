@@ -17,6 +17,13 @@ def normalised_mean_error(samples: Tensor, mean: Tensor, trace: Tensor) -> Tenso
     return n * err / trace.clamp_min(1e-300)
 
 
+def spread(samples: Tensor, mean: Tensor, trace: Tensor) -> Tensor:
+    """(B,) mean over samples of ‖x − m‖² / tr Σ_post: 1 for exact samples (their squared distance to the
+    exact mean is tr Σ_post on average), below 1 for samples too alike, above for too spread."""
+    dist = (samples.double() - mean).flatten(2).pow(2).sum(2).mean(0)
+    return dist / trace.clamp_min(1e-300)
+
+
 def variance_log_ratio(samples: Tensor, var: Tensor, floor: float = 1e-8) -> Tensor:
     """(B,) mean over elements of log(sample variance / exact variance), over elements whose exact
     variance exceeds ``floor`` (0 = calibrated; < 0 over-confident; > 0 too spread)."""

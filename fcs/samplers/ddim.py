@@ -23,7 +23,9 @@ def ddim(
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
+    spacing: str = "model",
+    solver: str = "ddim",
 ) -> SampleResult:
     """Unconstrained DDIM sampling with the shared sampler signature; S model forwards."""
     return sample(denoiser, constraint, noise, cond, Method(), steps=steps, eta=eta, gens=gens,
-                  show_progress=show_progress)
+                  show_progress=show_progress, spacing=spacing, solver=solver)

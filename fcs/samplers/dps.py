@@ -48,10 +48,12 @@ def dps(
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
     step_size: float = 1.0,
+    spacing: str = "model",
+    solver: str = "ddim",
 ) -> SampleResult:
     """DPS with the shared sampler signature; ``step_size`` is ζ (per item, on the residual norm).
 
     noise: x_T (B, C, h, w). Returns the final x̂0 and per-item NFE / residual trace.
     """
     return sample(denoiser, constraint, noise, cond, DPS(step_size), steps=steps, eta=eta, gens=gens,
-                  show_progress=show_progress)
+                  show_progress=show_progress, spacing=spacing, solver=solver)

@@ -4,7 +4,8 @@ Per outer step i (S steps of the denoiser's :class:`fcs.schedule.Schedule`):
     ε̂, x̂0 = method.predict(x_t)          one model forward (DPS: with autograd)
     method.correct(...)                   Newton: K inner corrections of x_t (2 forwards each)
     on the last step: method.finish(x̂0)   replacement: paste the known latents
-    x_t ← DDIM(x̂0, ε̂, i → i + 1)          the schedule's transition
+    x_t ← DDIM(x̂0, ε̂, i → i + 1)          the schedule's transition (solver "2m": with x̂0 extrapolated
+                                          from the previous step's, second order at no extra forward)
     method.after_transition(...)          replacement: paste noised known latents; DPS: −ζ·∇
 """
 
@@ -17,9 +18,12 @@ import torch
 from torch import Tensor
 
 from fcs.denoiser import EMPTY, Cond
-from fcs.schedule import Schedule
+from fcs.schedule import FINE_STEPS, SPACINGS, Schedule, log_snr_spaced
 
 STEPS = 20  # S outer DDIM steps, the paper's default for every sampler
+# the outer transition: "ddim" (first order, the paper's) or "2m" (DPM-Solver++(2M): second order from the
+# previous step's x̂0, deterministic, so it needs eta = 0)
+SOLVERS = ("ddim", "2m")
 
 
 @dataclass
@@ -100,10 +104,25 @@ def residual_threshold(tol: float | None, rel_tol: float | None, first: Tensor) 
     return torch.stack(limits).amax(0) if limits else None
 
 
-def schedule_for(denoiser, steps: int | Schedule, shape: Sequence[int]) -> Schedule:
+def schedule_for(denoiser, steps: int | Schedule, shape: Sequence[int], spacing: str = "model") -> Schedule:
     """``steps`` as a Schedule: a Schedule as given, else the denoiser's own for S = ``steps`` and samples
-    of ``shape`` (C, h, w) (FLUX's shift depends on the image size)."""
-    return steps if isinstance(steps, Schedule) else denoiser.schedule(steps, shape=tuple(shape))
+    of ``shape`` (C, h, w) (FLUX's shift depends on the image size), respaced uniformly in log-SNR for
+    ``spacing`` "logsnr" (:data:`fcs.schedule.SPACINGS`)."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if isinstance(steps, Schedule):
+        return steps
+    own = denoiser.schedule(steps, shape=tuple(shape))
+    if spacing == "model":
+        return own
+    return log_snr_spaced(own, denoiser.schedule(FINE_STEPS, shape=tuple(shape)))
+
+
+def check_solver(solver: str, eta: float) -> None:
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "2m" and eta > 0:
+        raise ValueError(f"solver '2m' is deterministic: it needs eta = 0, got eta={eta}")
 
 
 def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
@@ -127,13 +146,18 @@ def sample(
     show_progress: bool = False,
     start: int = 0,
     stop: int | None = None,
+    spacing: str = "model",
+    solver: str = "ddim",
 ) -> SampleResult:
     """Run ``method``'s hooks over the outer steps [start, stop) of the schedule.
 
     noise: x_t at step ``start`` (x_T for a whole run) with shape (B, C, h, w), standard normal
-    scaled by the schedule. steps: S (the denoiser's own schedule) or a :class:`Schedule`.
+    scaled by the schedule. steps: S (the denoiser's own schedule) or a :class:`Schedule`; spacing:
+    its time grid (:data:`fcs.schedule.SPACINGS`); solver: the transition (:data:`SOLVERS`; "2m" starts
+    first order at ``start``).
     """
-    schedule = schedule_for(denoiser, steps, noise.shape[1:])
+    check_solver(solver, eta)
+    schedule = schedule_for(denoiser, steps, noise.shape[1:], spacing)
     stop = len(schedule) if stop is None else stop
     if not 0 <= start < stop <= len(schedule):
         raise ValueError(f"need 0 <= start < stop <= {len(schedule)} outer steps, got start={start}, stop={stop}")
@@ -141,6 +165,7 @@ def sample(
     state = State(x=x, i=start, schedule=schedule, cond=EMPTY if cond is None else cond,
                   nfe=torch.zeros(x.shape[0], dtype=torch.long), trace=[])
     last = len(schedule) - 1
+    previous_x0 = None
     for i in progress(range(start, stop), show_progress, method.name):
         state.i = i
         method.predict(denoiser, constraint, state)
@@ -152,7 +177,11 @@ def sample(
             method.finish(constraint, state)
         state.trace.append(residual_of(constraint, state.x0))
         if i < last:
-            state.x = schedule.transition(state.x0, state.eps, i, eta, gens)
+            x0, eps = state.x0, state.eps
+            if solver == "2m" and previous_x0 is not None:
+                x0, eps = schedule.second_order(x0, eps, previous_x0, i)
+            previous_x0 = state.x0.clone()
+            state.x = schedule.transition(x0, eps, i, eta, gens)
             method.after_transition(constraint, state, gens)
     extras = {"x_t": state.x} if stop <= last else {}
     return SampleResult(x0=state.x0, nfe=state.nfe, residuals=torch.stack(state.trace, 1),

@@ -99,6 +99,8 @@ def newton(
     inner: str = "paper",
     start: int = 0,
     stop: int | None = None,
+    spacing: str = "model",
+    solver: str = "ddim",
 ) -> SampleResult:
     """Sample x̂0 under ``constraint`` with inexact-Newton corrections at every DDIM step.
 
@@ -118,6 +120,7 @@ def newton(
             conjugate-gradient steps of x̂0 towards E[x0 | x_t, y], see fcs.samplers.moment; lr unused).
         inner_until: run the inner iterations only in the first ``ceil(inner_until · S)`` outer steps
             (x̂0 barely moves in the last steps, where corrections buy little).
+        spacing, solver: the outer time grid and transition (:func:`fcs.samplers.loop.sample`).
         start, stop: run only outer steps [start, stop); ``noise`` is then x_t at step ``start`` and,
             when stopping early, ``extras["x_t"]`` holds x_t for step ``stop`` (for branching several
             cheap completions from one shared intermediate sample).
@@ -130,14 +133,14 @@ def newton(
         raise ValueError(f"inner_until must be in [0, 1], got {inner_until!r}")
     if inner not in INNER_SOLVERS:
         raise ValueError(f"inner must be one of {INNER_SOLVERS}, got {inner!r}")
-    schedule = schedule_for(denoiser, steps, noise.shape[1:])
+    schedule = schedule_for(denoiser, steps, noise.shape[1:], spacing)
     inner_steps = inner_step_count(inner_until, len(schedule))
     if inner == "cg":
         method = MomentMatching(newton_steps, h, jacobian, tol, rel_tol, inner_steps)
     else:
         method = Newton(learning_rates(newton_steps, lr), h, jacobian, tol, rel_tol, inner_steps)
     return sample(denoiser, constraint, noise, cond, method, steps=schedule, eta=eta, gens=gens,
-                  show_progress=show_progress, start=start, stop=stop)
+                  show_progress=show_progress, start=start, stop=stop, solver=solver)
 
 
 def inner_step_count(inner_until: float, steps: int) -> int:

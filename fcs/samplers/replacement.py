@@ -40,6 +40,8 @@ def replacement(
     eta: float = 0.0,
     gens: Sequence[torch.Generator] | None = None,
     show_progress: bool = False,
+    spacing: str = "model",
+    solver: str = "ddim",
 ) -> SampleResult:
     """Replacement sampling with the shared sampler signature; S model forwards, no backward.
 
@@ -52,4 +54,4 @@ def replacement(
     if gens is None:
         raise ValueError("replacement needs per-item generators (gens) for the known-region noise")
     return sample(denoiser, constraint, noise, cond, Replacement(), steps=steps, eta=eta, gens=gens,
-                  show_progress=show_progress)
+                  show_progress=show_progress, spacing=spacing, solver=solver)

@@ -48,7 +48,7 @@ def sample_and_decode(
     cond = denoiser.encode_prompt(list(prompts))
     result = SAMPLERS[config.method](
         denoiser, constraint, x_T, cond,
-        steps=config.steps, eta=config.eta, gens=gens, show_progress=show_progress, **config.sampler_options(),
+        steps=config.steps, gens=gens, show_progress=show_progress, **config.sampler_options(),
     )
     with torch.no_grad():
         images = denoiser.decode(result.x0).cpu()

@@ -66,7 +66,7 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
     """
     denoiser = denoiser.with_guidance(config.guidance_scale)
     constraint = LatentInpaint.from_pixels(denoiser, image, hide)
-    opts = {k: v for k, v in config.sampler_options().items() if k not in ("tol", "rel_tol")}
+    opts = {k: v for k, v in config.sampler_options().items() if k not in ("tol", "rel_tol", "eta")}
     cond = denoiser.encode_prompt([""])
     split = max(1, min(config.steps - 1, round(branch * config.steps)))
     gens = noise.generators([seed])
@@ -75,7 +75,8 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
     many = LatentInpaint(constraint.target.expand(n, -1, -1, -1), constraint.known.expand(n, -1, -1, -1))
     branches = newton(denoiser, many, trunk.extras["x_t"].expand(n, -1, -1, -1).clone(),
                       cond.repeat(n), steps=config.steps, start=split,
-                      eta=1.0, gens=noise.generators([seed * 1000 + 1 + k for k in range(n)]), **opts)
+                      gens=noise.generators([seed * 1000 + 1 + k for k in range(n)]),
+                      **opts | {"eta": 1.0, "solver": "ddim"})  # stochastic branches: 2m is deterministic only
     with torch.no_grad():
         samples = denoiser.decode(branches.x0).float().clamp(0, 1).cpu()
     if samples.shape[1] == 1:

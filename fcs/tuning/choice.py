@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-TOLERANCE_DB = 0.3  # how much PSNR a cheaper candidate may give up against the best
+TOLERANCE_DB = 0.1  # how much PSNR a cheaper candidate may give up against the best. 0.1 rather than 0.3:
+# checked on held-out problems (benchmarks/tuning.py), 0.1 passes photo and oracle-gauss, 0.3 only photo (at 0.3
+# the rule trades down to candidates the training problems cannot tell apart from the best)
 # below this a fill keeps under 15 % of the truth's fine-scale energy: a smooth interpolation. Measured once,
 # by hand, on the demo's photos: the biharmonic fill 0.11, every sampler candidate 0.20-0.32 (fcs tune prints
 # the candidates' detail; no benchmark prints the biharmonic's yet)

@@ -33,6 +33,7 @@ def _problem(name: str):
     ("ddim", {}, 1e-5),
     ("newton", {"newton_steps": 3, "jacobian": "fd", "h": 0.05}, 1e-4),  # fp32 FD: exact for a linear x̂0
     ("newton", {"newton_steps": 2, "jacobian": "jvp"}, 1e-4),
+    ("newton", {"newton_steps": 2, "jacobian": "jvp", "inner": "cg", "spacing": "logsnr", "solver": "2m"}, 1e-4),
     ("replacement", {}, 1e-4),
 ])
 def test_every_convention_gives_the_same_samples(name, method, options, rtol):
