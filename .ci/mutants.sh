@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The sampler mutants: apply each, run the pinned-number tests (recorded slices of the tiny models and
-# errors against the exact posterior of oracle-gauss), restore. Each must fail both kinds.
+# errors against the exact posterior of oracle-gauss), restore. Each must fail both kinds. The J·e
+# mutants (a 5th argument) run the tests that hold the blockwise J·e to the math-attention one.
 cd "$(dirname "$0")/.."
 run() {
-  name="$1"; file="$2"; old="$3"; new="$4"
+  name="$1"; file="$2"; old="$3"; new="$4"; tests="${5:-tests/test_pinned_numbers.py tests/oracles/test_oracle_errors.py}"
   cp "$file" /tmp/mut_backup
   python3 - "$file" "$old" "$new" <<'PY'
 import sys
@@ -13,7 +14,7 @@ assert s.count(old) == 1, (p, old, s.count(old))
 open(p, "w").write(s.replace(old, new))
 PY
   [ $? -eq 0 ] || { echo "$name: mutant does not apply (the code moved?)"; return; }
-  out=$(.venv/bin/python -m pytest -q tests/test_pinned_numbers.py tests/oracles/test_oracle_errors.py -p no:cacheprovider 2>&1 | tail -1)
+  out=$(.venv/bin/python -m pytest -q $tests -p no:cacheprovider 2>&1 | tail -1)
   cp /tmp/mut_backup "$file"
   echo "$name: $out"
 }
@@ -33,4 +34,10 @@ run "cg without backtracking" fcs/samplers/moment.py "    for _ in range(times):
 run "2m extrapolates backwards" fcs/schedule.py "step = x0 + (h / (2 * h_prev)) * (x0 - previous_x0)" "step = x0 - (h / (2 * h_prev)) * (x0 - previous_x0)"
 run "2m keeps the stale eps" fcs/schedule.py "return step, eps + (self.alphas[i] / self.sigmas[i]) * (x0 - step)" "return step, eps"
 run "log-SNR grid ignored" fcs/samplers/loop.py "    if spacing == \"model\":" "    if True:"
+JE=tests/families/test_attention_jvp.py
+run "attention tangent drops rowsum(P dS) O" fcs/attention_jvp.py "piece = pds @ v - pds.sum(-1, keepdim=True, dtype=torch.float32).to(out.dtype) * out[..., rows, :]" "piece = pds @ v" "$JE"
+run "attention tangent without the scale" fcs/attention_jvp.py "pds = ds.mul_(p).mul_(ctx.scale)" "pds = ds.mul_(p)" "$JE"
+run "attention tangent drops dK" fcs/attention_jvp.py "                ds.add_(q[..., rows, :] @ dk.transpose(-2, -1))" "                pass" "$JE"
+run "group norm tangent keeps the mean" fcs/attention_jvp.py "tangent = (d - d_mean.to(x.dtype) - normed * dot.to(x.dtype)) * rstd.to(x.dtype)" "tangent = (d - normed * dot.to(x.dtype)) * rstd.to(x.dtype)" "$JE"
+run "feed-forward chunks reordered" fcs/attention_jvp.py "return torch.cat([forward(h, *args, **kwargs) for h in hidden_states.split(FEED_FORWARD_TOKENS, 1)], 1)" "return torch.cat([forward(h, *args, **kwargs) for h in hidden_states.split(FEED_FORWARD_TOKENS, 1)][::-1], 1)" "$JE"
 git status --short fcs

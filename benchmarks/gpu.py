@@ -9,8 +9,9 @@ Random weights built directly on the GPU in each family's dtype from the publish
 (:mod:`fcs.families.memory`), with random prompt embeddings of the right shapes, all through the
 family's own :class:`fcs.denoiser.Denoiser` (the call path a job uses): torch + diffusers, no Ray,
 no download. Per family: denoiser forwards/s by batch; one Newton inner step by finite difference
-(2 forwards) vs exact JVP (1 forward-mode pass + 1 forward); a forward with fused SDPA vs math
-attention (the exact JVP's); seconds per image for the ``paper`` and ``fast`` presets (latent
+(2 forwards) vs exact JVP (1 forward-mode pass + 1 forward), the JVP with blockwise attention (what
+runs, :mod:`fcs.attention_jvp`) and with math attention (the N×N path it replaced); a forward with fused
+SDPA vs math attention; seconds per image for the ``fast`` and ``cg`` presets (latent
 inpainting, top half known, ``jacobian="auto"``: the exact JVP in half precision, + one VAE decode);
 peak memory of each stage; achieved TFLOP/s from FLOPs counted by ``torch.utils.flop_counter``.
 SD 1.5 at 512², the others at 1024²; then ``torch.compile`` on SD 1.5 if time is left.
@@ -48,7 +49,7 @@ JVP_EFFICIENCY = 0.5  # the exact JVP (forward-mode, math attention) is planned 
 CALL_OVERHEAD_S = 0.01  # eager launch overhead per denoiser call (planning)
 COMPILE_S = 90.0  # planned torch.compile time of the SD 1.5 UNet
 BUDGET_S = 420.0  # the whole command, start-up included, stays under 8 minutes
-PRESETS = ("paper", "fast")
+PRESETS = ("fast", "cg")  # whole images; the paper's 220 calls would not fit the budget on FLUX
 NOT_MEASURED = "not measured"
 
 
@@ -223,8 +224,15 @@ def inner_step(den, make_cond, side: int, batch: int, device: str, reps: int, ra
         with sdpa_kernel([SDPBackend.MATH]):
             return den.predict(x, T, cond)
 
+    def math_jvp_step():  # the exact JVP with math attention: the N×N path the blockwise one replaced
+        den.jvp_attention = "math"
+        try:
+            return step("jvp")
+        finally:
+            den.jvp_attention = "blockwise"
+
     out = {"batch": batch}
-    for key, fn in (("fd_s", lambda: step("fd")), ("jvp_s", lambda: step("jvp")),
+    for key, fn in (("fd_s", lambda: step("fd")), ("jvp_s", lambda: step("jvp")), ("jvp_math_s", math_jvp_step),
                     ("forward_sdpa_s", lambda: den.predict(x, T, cond)), ("forward_math_s", math_forward)):
         reset_peak(device)
         out[key] = timed(fn, device, reps)
@@ -308,7 +316,7 @@ def measure_family(name: str, setup: Setup, tiny: bool, device: str, reps: int, 
             record["forwards_per_s"] = rate
             if flops:
                 record["tflops_achieved"] = {n: r * flops / 1e12 for n, r in rate.items()}
-        estimate = (reps + 1) * (4 * rates.fwd(b) + rates.jvp_s(b) + 1.5 * rates.fwd(b))
+        estimate = (reps + 1) * (4 * rates.fwd(b) + 2 * rates.jvp_s(b) + 1.5 * rates.fwd(b))
         step = clock.run(record, f"inner step FD vs JVP, batch {b}", estimate,
                          lambda: inner_step(den, make_cond, setup.side, b, device, reps, rates))
         if step:
@@ -316,7 +324,7 @@ def measure_family(name: str, setup: Setup, tiny: bool, device: str, reps: int, 
     record["presets"] = {}
     # no warm-up run on the GPU or for the tiny models: the shapes are those of the inner step, already run
     warm = device != "cuda" and not tiny
-    for preset in ("fast", "paper"):  # the cheaper one first
+    for preset in sorted(PRESETS, key=lambda p: rates.preset(p, b, half)):  # the cheaper first
         result = clock.run(record, f"preset {preset}, batch {b}", rates.preset(preset, b, half) * (1 + warm),
                            lambda preset=preset: newton_per_image(den, make_cond, setup.side, b, preset, device, warm))
         if result:
@@ -378,8 +386,8 @@ def plan_family(name: str, setup: Setup, reps: int, tiny: bool = False) -> dict:
     b = setup.batch
     stages = {"build": 3 + params / 2e9, "count FLOPs": 2 * rates.fwd(1) + 1,
               "forwards by batch": sum((reps + 1) * rates.fwd(n) for n in setup.batches),
-              f"inner step FD vs JVP, batch {b}": (reps + 1) * (4 * rates.fwd(b) + rates.jvp_s(b) + 1.5 * rates.fwd(b))}
-    stages |= {f"preset {p}, batch {b}": rates.preset(p, b, True) for p in ("fast", "paper")}
+              f"inner step FD vs JVP, batch {b}": (reps + 1) * (4 * rates.fwd(b) + 2 * rates.jvp_s(b) + 1.5 * rates.fwd(b))}
+    stages |= {f"preset {p}, batch {b}": rates.preset(p, b, True) for p in PRESETS}
     return {"params": params, "dtype": memory.DTYPE_NAMES[arch.dtype], "gflop_per_forward": gflop,
             "gflop_per_jvp": jvp_gflop, "build_s": stages["build"],
             "planned_stages": {k: round(v, 1) for k, v in stages.items()},
@@ -425,8 +433,8 @@ def markdown(r: dict) -> str:
              + ("`python benchmarks/gpu.py --tiny` (each family's tiny built-in model on the CPU)." if r.get("tiny")
                 else "`python benchmarks/gpu.py`."), "",
              "| family | image | dtype | denoiser params | GFLOP per forward (counted) | forwards/s (batch) | "
-             "inner step FD / JVP, ms (batch) | `paper` s/image | `fast` s/image | peak GB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "inner step FD / JVP, ms (batch) | " + " | ".join(f"`{p}` s/image" for p in PRESETS) + " | peak GB |",
+             "|---" * (7 + len(PRESETS)) + "|"]
     for name, f in r["families"].items():
         rate = f.get("forwards_per_s") or {}
         b_top = max(rate) if rate else None
@@ -451,10 +459,11 @@ def markdown(r: dict) -> str:
                       for b, v in f["forwards_per_s"].items()]
         s = f.get("inner_step")
         if s:
-            mem = (f" Peak memory: FD step {s['fd_peak_gb']:.1f} GB, JVP step {s['jvp_peak_gb']:.1f} GB."
-                   if s.get("fd_peak_gb") is not None else "")
+            mem = (f" Peak memory: FD step {s['fd_peak_gb']:.1f} GB, JVP step {s['jvp_peak_gb']:.1f} GB "
+                   f"(math attention: {s['jvp_math_peak_gb']:.1f} GB)." if s.get("fd_peak_gb") is not None else "")
             lines += ["", f"Newton inner step at batch {s['batch']}: finite difference {s['fd_s'] * 1e3:.1f} ms, "
-                      f"exact JVP {s['jvp_s'] * 1e3:.1f} ms; one forward with fused SDPA "
+                      f"exact JVP {s['jvp_s'] * 1e3:.1f} ms (blockwise attention; math attention "
+                      f"{s['jvp_math_s'] * 1e3:.1f} ms); one forward with fused SDPA "
                       f"{s['forward_sdpa_s'] * 1e3:.1f} ms vs math attention {s['forward_math_s'] * 1e3:.1f} ms.{mem}"]
         if f.get("presets"):
             lines += ["", "| preset | NFE per image | Jacobian | batch | s per image | images/s per GPU | peak GB |",
@@ -479,7 +488,7 @@ def markdown(r: dict) -> str:
     planned = {n: f["planned_s_per_image"] for n, f in r["families"].items() if f.get("planned_s_per_image")}
     if planned and not r["measured"]:
         lines += ["", "Planned seconds per image (estimates from the counted FLOPs, not measurements): "
-                  + "; ".join(f"{n} `paper` {v['paper']:g}, `fast` {v['fast']:g}" for n, v in planned.items()) + "."]
+                  + "; ".join(f"{n} " + ", ".join(f"`{p}` {v[p]:g}" for p in PRESETS) for n, v in planned.items()) + "."]
     if r.get("wall_s"):
         lines += ["", f"Wall time: {r['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"

@@ -74,6 +74,7 @@ class Denoiser:
     name: str = "denoiser"
     prediction_type: str = "epsilon"
     guidance_scale: float = 1.0
+    jvp_attention: str = "blockwise"  # how :meth:`jvp` runs attention (fcs.attention_jvp.ATTENTION_JVPS)
 
     # -- the model ---------------------------------------------------------------------------
     def model_output(self, x: Tensor, t, cond: Cond) -> Tensor:
@@ -97,8 +98,12 @@ class Denoiser:
         return to_prediction(out, x.float(), alpha, sigma, self.prediction_type)
 
     def jvp(self, x: Tensor, tangent: Tensor, t, cond: Cond | None = None) -> Tensor:
-        """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode model pass)."""
-        _, jv = torch.func.jvp(lambda x_in: self.predict(x_in, t, cond)[1], (x.float(),), (tangent.float(),))
+        """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode model pass), attention
+        as :attr:`jvp_attention` says (:func:`fcs.attention_jvp.jvp_attention`)."""
+        from fcs.attention_jvp import jvp_attention
+
+        with jvp_attention(self.jvp_attention):
+            _, jv = torch.func.jvp(lambda x_in: self.predict(x_in, t, cond)[1], (x.float(),), (tangent.float(),))
         return jv.float()
 
     # -- model space -------------------------------------------------------------------------

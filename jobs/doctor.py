@@ -351,7 +351,8 @@ def _memory_lines(report: dict) -> list[str]:
             f"           - {f['family']} ({f['side']}², {f['dtype']}): denoiser {params(p['denoiser'])} + VAE "
             f"{params(p['vae'])} = {(b['denoiser'] + b['vae']) / gb:.2f} GB, text encoders {params(text)} = "
             f"{b['text_encoders'] / gb:.2f} GB (free_text_encoders frees them); per item: forward "
-            f"{a['forward'] / gb:.2f}, exact JVP {a['jvp'] / gb:.2f}, VAE decode {a['decode'] / gb:.2f}, "
+            f"{a['forward'] / gb:.2f}, exact JVP {a['jvp'] / gb:.2f} (blockwise attention; math attention "
+            f"{a['jvp_math'] / gb:.2f}), VAE decode {a['decode'] / gb:.2f}, "
             f"decoder backward {a['decoder_saved'] / gb:.2f}")
         for gpu in gpus:
             fit = largest_batches(f, gpu["memory_gb"])

@@ -29,12 +29,12 @@ def test_gpu_benchmark_runs_every_family_at_tiny_size_and_writes_its_results(tmp
         assert family["measured"] and family["gflop_per_forward"] > 0, name
         assert all(v > 0 for v in family["forwards_per_s"].values()), name
         step = family["inner_step"]
-        assert all(step[k] > 0 for k in ("fd_s", "jvp_s", "forward_sdpa_s", "forward_math_s")), name
-        paper, fast = family["presets"]["paper"], family["presets"]["fast"]
-        assert paper["nfe"] == 220 and fast["nfe"] == 70 and paper["seconds_per_image"] > 0, name
+        assert all(step[k] > 0 for k in ("fd_s", "jvp_s", "jvp_math_s", "forward_sdpa_s", "forward_math_s")), name
+        fast, cg = family["presets"]["fast"], family["presets"]["cg"]
+        assert fast["nfe"] == 70 and cg["nfe"] == 48 and cg["seconds_per_image"] > 0, name
         assert not any("skipped" in s for s in family["stages"]), name
         assert f"#### {name}: " in md
-    assert md.count("| paper | 220 | fd | 1 |") == len(FAMILIES) and "not measured" not in md
+    assert md.count("| cg | 48 | fd | 1 |") == len(FAMILIES) and "not measured" not in md
 
 
 def test_without_a_gpu_it_writes_the_plan_with_not_measured_rows(tmp_path):

@@ -22,8 +22,8 @@ Rectified flow: x_s = (1 − s)·x0 + s·ε and the transformer predicts v ≈ �
   told otherwise, which for a guidance-distilled model means "unguided", as for the other families.
   schnell has no guidance embedding and ignores ``guidance_scale``.
 - VAE: z = (mean − shift_factor)·scaling_factor, decoded as z / scaling_factor + shift_factor.
-- exact JVP: forward-mode AD through diffusers' attention dispatch with the native backend and the math
-  SDPA kernel, for the JVP call only.
+- exact JVP: forward-mode AD through diffusers' attention dispatch with the native backend, attention
+  by :func:`fcs.attention_jvp.jvp_attention` (blockwise), for the JVP call only.
 """
 
 from __future__ import annotations
@@ -230,10 +230,11 @@ class FluxDenoiser(Denoiser):
         """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode transformer pass).
 
         FLUX attention goes through diffusers' attention dispatch; forward-mode AD has no rule for
-        fused kernels, so this call alone runs the native backend with the math SDPA kernel. The primal
-        stays fp32 (x̂0 = x − s·v keeps its identity part exact); the transformer runs in its dtype.
+        fused kernels, so this call alone runs the native backend (torch SDPA) with attention by
+        :func:`fcs.attention_jvp.jvp_attention`. The primal stays fp32 (x̂0 = x − s·v keeps its identity
+        part exact); the transformer runs in its dtype.
         """
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from fcs.attention_jvp import jvp_attention
 
         view = copy.copy(self)
         view.transformer = getattr(self.transformer, "_orig_mod", self.transformer)  # forward-mode AD runs eager
@@ -241,7 +242,7 @@ class FluxDenoiser(Denoiser):
         def tweedie(x_in: Tensor) -> Tensor:
             return view.predict(x_in, t, cond)[1]
 
-        with _native_attention(view.transformer), sdpa_kernel([SDPBackend.MATH]):
+        with _native_attention(view.transformer), jvp_attention(self.jvp_attention, view.transformer):
             _, jv = torch.func.jvp(tweedie, (x.float().contiguous(),), (tangent.float().contiguous(),))
         return jv.float()
 

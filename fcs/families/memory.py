@@ -9,8 +9,9 @@ no weights); bytes = parameters × bytes of the dtype the family runs in. Activa
 traced on the ``meta`` device through the family's own :class:`fcs.denoiser.Denoiser` (the call path
 the samplers use) by a dispatch mode that adds up every tensor the forward allocates and frees them
 when they die: the peak of live activations, attention counted as the fused kernels of a GPU keep it
-(output and log-sum-exp, no N² matrix). The exact JVP is traced as it runs (math attention, N²
-probabilities and their tangents). Decoder-gradient tasks keep what autograd saves in the VAE decoder
+(output and log-sum-exp, no N² matrix). The exact JVP is traced as it runs (blockwise attention:
+a block of queries' probabilities and tangents at a time) and, beside it, with math attention (N²
+probabilities and their tangents: the path it replaced). Decoder-gradient tasks keep what autograd saves in the VAE decoder
 for the backward of the constraint's residual; that is traced with saved-tensor hooks.
 
 The configs are the published ones (``config.json`` of each hub repository, listed in
@@ -378,8 +379,9 @@ def saved_for_backward(fn, *inputs: torch.Tensor, exclude: tuple[torch.nn.Module
 
 def activations(name: str, side: int | None = None) -> dict[str, float]:
     """Bytes per item at ``side`` (default: the family's native size), traced on the meta device:
-    ``forward`` peak of one denoiser forward (fused attention), ``jvp`` peak of one exact JVP (math
-    attention, as :meth:`Denoiser.jvp` runs), ``decode`` peak of one VAE decode, ``decoder_saved``
+    ``forward`` peak of one denoiser forward (fused attention), ``jvp`` peak of one exact JVP as
+    :meth:`Denoiser.jvp` runs it (blockwise attention, :mod:`fcs.attention_jvp`), ``jvp_math`` the same
+    with math attention (N² probabilities and tangents, the path it replaced), ``decode`` peak of one VAE decode, ``decoder_saved``
     what a decoder-gradient residual keeps for its backward, ``encode`` peak of one VAE encode."""
     arch = architecture(name)
     side = side or arch.side
@@ -393,9 +395,12 @@ def activations(name: str, side: int | None = None) -> dict[str, float]:
         with fused_attention(), PeakMemory() as peak:
             den.predict(x, t, cond)
         out["forward"] = peak.peak
-        with forward_mode_jvp(), PeakMemory() as peak:
-            den.jvp(x, torch.empty_like(x), t, cond)
-        out["jvp"] = peak.peak
+        for kind, key in (("blockwise", "jvp"), ("math", "jvp_math")):
+            den.jvp_attention = kind
+            with forward_mode_jvp(), PeakMemory() as peak:
+                den.jvp(x, torch.empty_like(x), t, cond)
+            out[key] = peak.peak
+        den.jvp_attention = "blockwise"
         with fused_attention(), PeakMemory() as peak:
             den.decode(x)
         out["decode"] = peak.peak
@@ -474,11 +479,13 @@ def format_tables(report: dict, gpus: tuple[float, ...] = ()) -> str:
     if all("activations_per_item" in f for f in report["families"]):
         lines += ["", "Activations per item in the batch at the native size, GB (traced on the meta device through "
                   "the family's Denoiser; grows linearly with the batch):", "",
-                  "| family | denoiser forward (fused attention) | exact JVP (math attention) | VAE decode | "
-                  "VAE encode | decoder-gradient tasks: kept for the backward |", "|---|---|---|---|---|---|"]
+                  "| family | denoiser forward (fused attention) | exact JVP (math attention) | exact JVP "
+                  "(blockwise attention, what runs) | blockwise JVP / forward | VAE decode | "
+                  "VAE encode | decoder-gradient tasks: kept for the backward |", "|---|---|---|---|---|---|---|---|"]
         for f in report["families"]:
             a = f["activations_per_item"]
-            lines.append(f"| {f['family']} ({f['side']}²) | {_gb(a['forward'])} | {_gb(a['jvp'])} | "
+            lines.append(f"| {f['family']} ({f['side']}²) | {_gb(a['forward'])} | {_gb(a['jvp_math'])} | "
+                         f"{_gb(a['jvp'])} | {a['jvp'] / a['forward']:.1f}× | "
                          f"{_gb(a['decode'])} | {_gb(a['encode'])} | {_gb(a['decoder_saved'])} |")
         lines += ["", "These are the bytes the tensors hold; the CUDA allocator, context and cuBLAS/cuDNN workspaces "
                   f"come on top, so batches below plan on {USABLE:.0%} of the GPU."]

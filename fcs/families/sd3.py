@@ -232,9 +232,9 @@ class SD3Denoiser(Denoiser):
         """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode transformer pass).
 
         SD3's attention calls ``scaled_dot_product_attention`` directly, and forward-mode AD has no
-        rule for its fused kernels, so the math backend is selected for this call only.
+        rule for its fused kernels, so this call alone runs it by :func:`fcs.attention_jvp.jvp_attention`.
         """
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from fcs.attention_jvp import jvp_attention
 
         view = copy.copy(self)
         view.transformer = getattr(self.transformer, "_orig_mod", self.transformer)  # eager module
@@ -243,7 +243,7 @@ class SD3Denoiser(Denoiser):
             return view.predict(x_in, t, cond)[1]
 
         dtype = self.dtype
-        with sdpa_kernel([SDPBackend.MATH]):
+        with jvp_attention(self.jvp_attention, view.transformer):
             _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
         return jv.float()
 

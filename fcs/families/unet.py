@@ -176,11 +176,11 @@ class UNetDenoiser(Denoiser):
     def jvp(self, x: Tensor, tangent: Tensor, t: int, cond: Cond | None = None) -> Tensor:
         """Exact J·tangent with J = ∂x̂0/∂x_t by forward-mode AD (one forward-mode UNet pass).
 
-        Forward-mode AD has no rule for the fused SDPA kernels (flash, memory-efficient), so the
-        math backend is selected for this call only; the model's attention processors stay as they
-        are and every other forward pass keeps fused attention.
+        Forward-mode AD has no rule for the fused SDPA kernels (flash, memory-efficient), so this call
+        alone runs attention by :func:`fcs.attention_jvp.jvp_attention` (blockwise: no N×N matrix); the
+        model's attention processors stay as they are and every other forward pass keeps fused attention.
         """
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from fcs.attention_jvp import jvp_attention
 
         dtype = self.dtype
         view = copy.copy(self)
@@ -193,7 +193,7 @@ class UNetDenoiser(Denoiser):
         if self._channels_last:
             view.unet.to(memory_format=torch.contiguous_format)
         try:
-            with sdpa_kernel([SDPBackend.MATH]):
+            with jvp_attention(self.jvp_attention, view.unet):
                 _, jv = torch.func.jvp(tweedie, (x.to(dtype).contiguous(),), (tangent.to(dtype).contiguous(),))
         finally:
             if self._channels_last:

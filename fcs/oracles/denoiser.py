@@ -17,14 +17,17 @@ from torch import Tensor
 
 from fcs.denoiser import Cond, Denoiser
 from fcs.oracles.gaussian import StationaryGaussian
+from fcs.oracles.image_mixture import ImageMixture
 from fcs.oracles.linear_vae import LinearVAE
 from fcs.oracles.mixture import GaussianMixture
-from fcs.oracles.posterior import GaussianPosterior, MixturePosterior, observation, pixel_size
+from fcs.oracles.posterior import (GaussianPosterior, ImageMixturePosterior, MixturePosterior, observation,
+                                   pixel_size)
 from fcs.schedule import Schedule, check_prediction, from_prediction, vp_coefficients
 
 
 class OracleDenoiser(Denoiser):
-    """Exact denoiser of ``prior`` (a :class:`StationaryGaussian` or :class:`GaussianMixture`),
+    """Exact denoiser of ``prior`` (a :class:`StationaryGaussian`, :class:`ImageMixture` or
+    :class:`GaussianMixture`),
     optionally in the latent space of a :class:`LinearVAE`.
 
     Args:
@@ -33,7 +36,7 @@ class OracleDenoiser(Denoiser):
         vae: a linear decoder/encoder pair (model space = its latents), or None (pixels in [-1, 1]).
     """
 
-    def __init__(self, prior: StationaryGaussian | GaussianMixture, prediction_type: str = "epsilon",
+    def __init__(self, prior: StationaryGaussian | ImageMixture | GaussianMixture, prediction_type: str = "epsilon",
                  vae: LinearVAE | None = None, name: str = "oracle") -> None:
         from diffusers import DDIMScheduler
 
@@ -46,7 +49,7 @@ class OracleDenoiser(Denoiser):
 
     @property
     def channels(self) -> int:
-        return self.prior.channels if isinstance(self.prior, StationaryGaussian) else 1
+        return 1 if isinstance(self.prior, GaussianMixture) else self.prior.channels
 
     @property
     def scale_factor(self) -> int:
@@ -85,13 +88,16 @@ class OracleDenoiser(Denoiser):
         return super().decode(x if x0.dtype == x.dtype else x.float())
 
     # -- ground truth ------------------------------------------------------------------------
-    def posterior(self, constraint, noise_std: float = 0.0) -> GaussianPosterior | MixturePosterior:
+    def posterior(self, constraint, noise_std: float = 0.0) -> GaussianPosterior | ImageMixturePosterior | MixturePosterior:
         """The exact p(x0 | y) of a linear constraint built for this denoiser (LatentInpaint with a
         0/1 mask; PixelInpaint and SuperResolution through the decoder for the image priors), with
         Gaussian observation noise of std ``noise_std`` (0 = exact constraint)."""
         if isinstance(self.prior, GaussianMixture):
             return MixturePosterior(self.prior, constraint, noise_std)
         obs = observation(self, constraint)
+        if isinstance(self.prior, ImageMixture):
+            return ImageMixturePosterior(self.prior, obs, (obs.target.shape[0], *self._model_shape(constraint)),
+                                         noise_std)
         return GaussianPosterior(self.prior, obs, (obs.target.shape[0], *self._model_shape(constraint)), noise_std)
 
     def _model_shape(self, constraint) -> tuple[int, int, int]:

@@ -45,11 +45,11 @@ def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int =
     return (pa - pb).pow(2).mean((0, 2)).sqrt()
 
 
-def mode_weight_error(components: Tensor, weights: Tensor) -> Tensor:
-    """(B,) total variation ½·Σ_k |p̂_k − w_k| between the share of samples in each component
-    (``components`` (N, B) indices) and the exact posterior weights (B, K)."""
-    counts = torch.nn.functional.one_hot(components, weights.shape[1]).double().mean(0)  # (B, K)
-    return 0.5 * (counts - weights).abs().sum(1)
+def mode_weight_error(memberships: Tensor, weights: Tensor) -> Tensor:
+    """(B,) total variation ½·Σ_k |p̂_k − w_k| between the samples' share of each component and the exact
+    posterior weights (B, K). ``memberships`` (N, B, K): each sample's component, one-hot, or its
+    responsibilities p(k | x0), whose mean over exact samples is the posterior weight itself."""
+    return 0.5 * (memberships.double().mean(0) - weights).abs().sum(1)
 
 
 def psnr(images: Tensor, truth: Tensor, region: Tensor) -> Tensor:

@@ -5,12 +5,14 @@ For the Gaussian priors: mean = μ + C·Aᵀ·u with (A·C·Aᵀ + σ_y²·I)·u
 dimensions, with the covariance C − C·Aᵀ·(A·C·Aᵀ + σ_y²·I)⁻¹·A·C; above it by conjugate gradient whose
 matvecs are FFT filters (mean and samples only). Samples by Matheron's rule (a prior sample moved by the
 same solve).
-For the mixture: a mixture again, with re-weighted components (coordinate observations only).
+For the mixtures: a mixture again, each component conditioned on its own and re-weighted by its evidence
+(the low-dimensional mixture: coordinate observations; the image mixture: any dense, well-posed one).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +22,7 @@ from torch import Tensor
 
 from fcs.constraints import LatentInpaint, PixelInpaint, SuperResolution, downsample
 from fcs.oracles.gaussian import StationaryGaussian
+from fcs.oracles.image_mixture import ImageMixture
 from fcs.oracles.mixture import GaussianMixture
 
 log = logging.getLogger(__name__)
@@ -178,6 +181,23 @@ class GaussianPosterior:
         prior_cov = self.prior.cov(basis).reshape(self.dim, self.dim)
         return prior_cov - gain @ (matrix @ prior_cov)
 
+    def log_evidence(self) -> Tensor:
+        """(B,) log p(y) = log N(y; A·μ, A·C·Aᵀ + σ_y²·I) over the observed entries (dense, well-posed
+        observations only: where the observation pins x0 down the evidence has no density)."""
+        out = []
+        for b in range(self.shape[0]):
+            matrix, _, observed = self._dense[b] if self.method == "dense" else self._dense_item(b)
+            cross = self.prior.cov(matrix.reshape(-1, *self.shape[1:])).reshape(len(matrix), -1).T
+            system = matrix @ cross + self.noise_var * torch.eye(len(matrix), dtype=torch.float64)
+            factor, info = torch.linalg.cholesky_ex(system)
+            if info != 0:
+                raise ValueError("no evidence: the observation pins part of x0 down (a singular A·C·Aᵀ)")
+            obs = self.obs.item(b)
+            misfit = (obs.target - obs.apply(self._like[b:b + 1])).flatten()[observed]
+            white = torch.linalg.solve_triangular(factor, misfit[:, None], upper=False)
+            out.append(-0.5 * (white.pow(2).sum() + 2 * factor.diagonal().log().sum() + len(misfit) * math.log(2 * math.pi)))
+        return torch.stack(out)
+
     @cached_property  # d × d work per item: built once
     def var(self) -> Tensor | None:
         if self.method != "dense":
@@ -244,4 +264,35 @@ class MixturePosterior:
             z = torch.randn(self._means.shape[0], self.prior.dim, generator=g, dtype=torch.float64)
             rows = torch.arange(len(k))
             out.append((self._means[rows, k] + self._vars[rows, k].sqrt() * z).view(self.mean.shape))
+        return torch.stack(out)
+
+
+class ImageMixturePosterior:
+    """p(x0 | y) for an :class:`ImageMixture` prior: each component's :class:`GaussianPosterior` (dense),
+    weighted by w_k·p_k(y).
+
+    Attributes:
+        weights: (B, K) posterior component weights; mean, var: (B, C, h, w) float64.
+    """
+
+    def __init__(self, prior: ImageMixture, obs: Observation, shape: Sequence[int], noise_std: float = 0.0) -> None:
+        self.prior = prior
+        self.parts = [GaussianPosterior(c, obs, shape, noise_std, method="dense") for c in prior.components]
+        log_w = torch.log(prior.weights)[None] + torch.stack([p.log_evidence() for p in self.parts], 1)
+        self.weights = torch.softmax(log_w, dim=1)  # (B, K)
+        w = self.weights.view(*self.weights.shape, *([1] * (len(shape) - 1)))
+        means = torch.stack([p.mean for p in self.parts], 1)  # (B, K, C, h, w)
+        self.mean = (w * means).sum(1)
+        second = (w * (torch.stack([p.var for p in self.parts], 1) + means**2)).sum(1)
+        self.var = (second - self.mean**2).clamp_min(0)
+
+    def sample(self, gens: Sequence[torch.Generator]) -> Tensor:
+        """(N, B, C, h, w) exact posterior samples: per generator and item a component drawn from the
+        posterior weights, then that component's exact sample."""
+        out = []
+        for g in gens:
+            k = torch.multinomial(self.weights, 1, generator=g)[:, 0]  # (B,)
+            children = _split(g, len(self.parts))
+            drawn = torch.stack([p.sample([c])[0] for p, c in zip(self.parts, children, strict=True)], 1)
+            out.append(drawn[torch.arange(len(k)), k])
         return torch.stack(out)

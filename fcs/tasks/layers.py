@@ -32,6 +32,7 @@ from fcs.constraints import LatentInpaint
 from fcs.denoiser import Denoiser
 from fcs.images import pad_to_multiple, rgb_to_tensor
 from fcs.samplers import newton
+from fcs.samplers.loop import schedule_for
 from fcs.tasks.items import Items, TaskResult
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
     constraint = LatentInpaint.from_pixels(denoiser, image, hide)
     opts = {k: v for k, v in config.sampler_options().items() if k not in ("tol", "rel_tol", "eta")}
     cond = denoiser.encode_prompt([""])
-    split = max(1, min(config.steps - 1, round(branch * config.steps)))
+    split = branch_step(denoiser, config, constraint.target.shape[1:], branch)
     gens = noise.generators([seed])
     trunk = newton(denoiser, constraint, noise.randn(constraint.target.shape[1:], gens, denoiser.device), cond,
                    steps=config.steps, stop=split, **opts)
@@ -83,6 +84,18 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
         samples = samples.expand(-1, 3, -1, -1)
     samples = hide.cpu() * samples + (1 - hide.cpu()) * image.cpu()
     return samples, int(trunk.nfe.sum() + branches.nfe.sum())
+
+
+def branch_step(denoiser: Denoiser, config: SamplerConfig, shape: Sequence[int], branch: float) -> int:
+    """The step the completions branch at: step ``branch``·S on the model's own grid, and on another grid
+    the step nearest that noise level (log-SNR). The noise left at the branch is what the completions
+    vary by, so a grid that spends its steps late must not branch late."""
+    at = max(1, min(config.steps - 1, round(branch * config.steps)))
+    if config.spacing == "model":
+        return at
+    target = schedule_for(denoiser, config.steps, shape).log_snr(at)
+    used = schedule_for(denoiser, config.steps, shape, config.spacing)
+    return min(range(1, config.steps), key=lambda i: abs(used.log_snr(i) - target))
 
 
 def _log_gauss(x: Tensor, samples: Tensor, noise_std: float) -> Tensor:

@@ -2,7 +2,7 @@
 
 A candidate is written ``preset`` or ``preset:field=value,field=value`` (``cg:steps=12,newton_steps=3``);
 any SamplerConfig field may be changed, so a new preset or a new sampler option is a candidate as soon
-as it exists. :func:`default_candidates` is every preset of the grid plus a small grid around each: half and 1.5×
+as it exists. :func:`default_candidates` is every preset plus a small grid around each: half and 1.5×
 its outer steps, one inner step fewer and one more, and the other inner solver at its steps.
 """
 
@@ -60,16 +60,12 @@ def parse_candidate(spec: str) -> Candidate:
     return candidate
 
 
-# the presets the default grid is built around: those measured on both trained models. ``calibrated``
-# (second-order outer steps) is measured on the oracles only so far; name it as a candidate to try it
-GRID_PRESETS = ("paper", "fast", "cg")
-
-
 def default_candidates(base: SamplerConfig, through_decoder: bool = False) -> list[Candidate]:
-    """Every preset of :data:`GRID_PRESETS`, then around each: steps ×0.5 and ×1.5, newton_steps −1 and +1,
+    """Every preset (:data:`fcs.presets.PRESETS`: a new preset joins the grid as soon as it exists), then
+    around each: steps ×0.5 and ×1.5, newton_steps −1 and +1,
     the other inner solver; none costing more UNet calls than the dearest of them."""
     out = []
-    for name in GRID_PRESETS:
+    for name in PRESETS:
         config = Candidate(name).config(base, through_decoder)
         s, k = config.steps, config.newton_steps
         other = next(i for i in INNER_SOLVERS if i != config.inner)
@@ -77,7 +73,7 @@ def default_candidates(base: SamplerConfig, through_decoder: bool = False) -> li
         out += [Candidate(name, (("steps", max(2, round(s / 2))),)), Candidate(name, (("steps", round(1.5 * s)),)),
                 Candidate(name, (("newton_steps", max(1, k - 1)),)), Candidate(name, (("newton_steps", k + 1),)),
                 Candidate(name, (("inner", other),))]
-    cap = max(Candidate(name).config(base, through_decoder).nfe_per_item for name in GRID_PRESETS)
+    cap = max(Candidate(name).config(base, through_decoder).nfe_per_item for name in PRESETS)
     return [c for c in out if _valid(c, base, through_decoder) and c.config(base, through_decoder).nfe_per_item <= cap]
 
 

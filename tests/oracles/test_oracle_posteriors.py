@@ -113,12 +113,15 @@ def test_posterior_samples_have_the_posterior_moments():
 
 
 def _dense_gaussian_mixture_posterior(prior, known, y, noise_var):
-    """Per component: dense conditioning and its evidence N(y; A·μ_k, A·Σ_k·Aᵀ + σ²·I), then mix."""
-    d = prior.dim
-    a = np.eye(d)[known]
+    components = [(w, mu, np.diag(var)) for w, mu, var in
+                  zip(prior.weights.numpy(), prior.means.numpy(), prior.variances.numpy(), strict=True)]
+    return _dense_mixture_posterior(components, np.eye(prior.dim)[known], y, noise_var)
+
+
+def _dense_mixture_posterior(components, a, y, noise_var):
+    """Per component (w_k, μ_k, Σ_k): dense conditioning and its evidence N(y; A·μ_k, A·Σ_k·Aᵀ + σ²·I), then mix."""
     log_w, means, covs = [], [], []
-    for w, mu, var in zip(prior.weights.numpy(), prior.means.numpy(), prior.variances.numpy(), strict=True):
-        cov = np.diag(var)
+    for w, mu, cov in components:
         k = a @ cov @ a.T + noise_var * np.eye(len(a))
         r = y - a @ mu
         log_w.append(np.log(w) - 0.5 * (r @ np.linalg.solve(k, r) + np.linalg.slogdet(2 * np.pi * k)[1]))
@@ -147,6 +150,56 @@ def test_mixture_posterior_equals_dense_conditioning_per_component(noise_std):
     np.testing.assert_allclose(post.var.flatten().numpy(), var, atol=TOL)
     samples = post.sample(noise.generators(range(3000)))[:, 0].flatten(1)
     assert float((samples.mean(0) - post.mean.flatten()).abs().max()) < 0.05
+
+
+def _mixture_problem(noise_std: float, side: int = 8):
+    den = load_oracle("oracle-mix")
+    shape = den.latent_shape(side, side)
+    truth = den.decode(den.prior.sample(noise.generators([11]), shape))  # float64, unclamped
+    mask = torch.zeros(1, 1, side, side, dtype=torch.float64)
+    mask[..., 2:6, 3:7] = 1
+    constraint = LatentInpaint.from_pixels(den, truth, mask)
+    components = [(float(w), np.repeat(c.mean.numpy(), side * side), _dense_prior_cov(c, *shape))
+                  for w, c in zip(den.prior.weights, den.prior.components, strict=True)]
+    return den, constraint, shape, components
+
+
+@pytest.mark.parametrize("noise_std", [0.0, 0.05])
+def test_image_mixture_posterior_equals_dense_conditioning_per_component(noise_std):
+    """oracle-mix: component weights, mean and variances equal dense conditioning of each component
+    re-weighted by its dense evidence; the exact samples' mean responsibility is the posterior weight."""
+    den, constraint, shape, components = _mixture_problem(noise_std)
+    d = int(np.prod(shape))
+    keep = (constraint.known > 0.5).double().expand(1, *shape).flatten().bool().numpy()
+    y = constraint.target.double().flatten().numpy()[keep]
+    weights, mean, var = _dense_mixture_posterior(components, np.eye(d)[keep], y, noise_std**2)
+    post = den.posterior(constraint, noise_std=noise_std)
+    assert 0.05 < weights.max() < 0.95  # the observation leaves the component uncertain
+    np.testing.assert_allclose(post.weights[0].numpy(), weights, atol=TOL)
+    np.testing.assert_allclose(post.mean.flatten().numpy(), mean, atol=TOL)
+    np.testing.assert_allclose(post.var.flatten().numpy(), var, atol=TOL)
+    shares = den.prior.responsibilities(post.sample(noise.generators(range(2000)))[:, 0]).mean(0)
+    np.testing.assert_allclose(shares.numpy(), weights, atol=0.05)
+
+
+def test_image_mixture_denoiser_equals_dense_conditioning():
+    """E[x0 | x_t] of oracle-mix = Σ_k π_k(x_t)·(μ_k + α·C_k·(α²·C_k + σ²·I)⁻¹·(x_t − α·μ_k)), dense."""
+    den, _, shape, components = _mixture_problem(0.0)
+    alpha, sigma = 0.6, 0.8
+    x = alpha * den.prior.sample(noise.generators([3]), shape) + sigma * torch.randn(
+        1, *shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    flat = x.flatten().numpy()
+    log_w, means = [], []
+    for w, mu, cov in components:
+        k = alpha**2 * cov + sigma**2 * np.eye(len(mu))
+        r = flat - alpha * mu
+        log_w.append(np.log(w) - 0.5 * (r @ np.linalg.solve(k, r) + np.linalg.slogdet(2 * np.pi * k)[1]))
+        means.append(mu + alpha * cov @ np.linalg.solve(k, r))
+    resp = np.exp(np.array(log_w) - max(log_w))
+    resp /= resp.sum()
+    np.testing.assert_allclose(den.prior.log_responsibilities(x, alpha, sigma).exp()[0].numpy(), resp, atol=TOL)
+    np.testing.assert_allclose(den.prior.denoise(x, alpha, sigma).flatten().numpy(),
+                               sum(r * m for r, m in zip(resp, means, strict=True)), atol=TOL)
 
 
 def test_stored_fit_is_what_the_fit_script_computes():

@@ -79,3 +79,19 @@ def test_layers_reject_bad_regions(sd):
         extract_layers(sd, x, [np.zeros((SIZE, SIZE))], CONFIG)
     with pytest.raises(ValueError, match="must match"):
         extract_layers(sd, x, [np.ones((8, 8))], CONFIG)
+
+
+def test_completions_branch_at_the_same_noise_level_on_every_grid(sd):
+    """Step S/2 on the model's grid; on the log-SNR grid (which spends its steps late) the step nearest
+    that noise level, not its own middle step."""
+    from fcs.samplers.loop import schedule_for
+    from fcs.tasks.layers import branch_step
+
+    shape = sd.latent_shape(SIZE, SIZE)
+    model = SamplerConfig(steps=12)
+    assert branch_step(sd, model, shape, 0.5) == 6
+    logsnr = SamplerConfig(steps=12, spacing="logsnr")
+    at = branch_step(sd, logsnr, shape, 0.5)
+    target = schedule_for(sd, 12, shape).log_snr(6)
+    levels = [schedule_for(sd, 12, shape, "logsnr").log_snr(i) for i in range(1, 12)]
+    assert at < 6 and abs(levels[at - 1] - target) == min(abs(v - target) for v in levels)

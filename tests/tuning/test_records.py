@@ -133,7 +133,8 @@ def test_candidates_are_open_ended_specs():
             parse_candidate(bad)
     grid = default_candidates(SamplerConfig())
     names = [c.name for c in grid]
-    assert {"paper", "fast", "cg", "cg:steps=8", "cg:newton_steps=3", "paper:inner=cg"} <= set(names)
+    assert {"paper", "fast", "cg", "cg:steps=8", "cg:newton_steps=3", "paper:inner=cg", "calibrated",
+            "calibrated:steps=18"} <= set(names)  # every preset, each with its grid
     assert max(c.config(SamplerConfig()).nfe_per_item for c in grid) == 220  # none dearer than the paper's
     held = resolve(["cg", "cg:steps=8", "fast"], SamplerConfig(), held={"steps": 4})
     assert [c.name for c, _ in held] == ["cg", "fast"]  # a held flag makes cg:steps=8 the same as cg
