@@ -386,7 +386,8 @@ def plan_family(name: str, setup: Setup, reps: int, tiny: bool = False) -> dict:
     b = setup.batch
     stages = {"build": 3 + params / 2e9, "count FLOPs": 2 * rates.fwd(1) + 1,
               "forwards by batch": sum((reps + 1) * rates.fwd(n) for n in setup.batches),
-              f"inner step FD vs JVP, batch {b}": (reps + 1) * (4 * rates.fwd(b) + 2 * rates.jvp_s(b) + 1.5 * rates.fwd(b))}
+              f"inner step FD vs JVP, batch {b}":
+                  (reps + 1) * (4 * rates.fwd(b) + 2 * rates.jvp_s(b) + 1.5 * rates.fwd(b))}
     stages |= {f"preset {p}, batch {b}": rates.preset(p, b, True) for p in PRESETS}
     return {"params": params, "dtype": memory.DTYPE_NAMES[arch.dtype], "gflop_per_forward": gflop,
             "gflop_per_jvp": jvp_gflop, "build_s": stages["build"],
@@ -488,7 +489,8 @@ def markdown(r: dict) -> str:
     planned = {n: f["planned_s_per_image"] for n, f in r["families"].items() if f.get("planned_s_per_image")}
     if planned and not r["measured"]:
         lines += ["", "Planned seconds per image (estimates from the counted FLOPs, not measurements): "
-                  + "; ".join(f"{n} " + ", ".join(f"`{p}` {v[p]:g}" for p in PRESETS) for n, v in planned.items()) + "."]
+                  + "; ".join(f"{n} " + ", ".join(f"`{p}` {v[p]:g}" for p in PRESETS)
+                              for n, v in planned.items()) + "."]
     if r.get("wall_s"):
         lines += ["", f"Wall time: {r['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"

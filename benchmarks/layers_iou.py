@@ -81,7 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     den = load_denoiser(HERE / "reference_model", device="cpu", dtype="float32")
     settings = {f"paper's step S{args.steps} K3": SamplerConfig(steps=args.steps, newton_steps=3)}
-    settings |= {f"`{name}` preset": with_preset(SamplerConfig(), name) for name in filter(None, args.presets.split(","))}
+    settings |= {f"`{name}` preset": with_preset(SamplerConfig(), name)
+                 for name in filter(None, args.presets.split(","))}
     items = composites(args.n)
     results, figure = {}, None
     for label, config in settings.items():

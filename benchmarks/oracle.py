@@ -135,8 +135,14 @@ def draw(den, constraint, method: str, fields: dict, shape, seed: int) -> tuple[
 
 def score(den, post, samples: torch.Tensor, exact: torch.Tensor, truth, region) -> dict:
     from fcs.oracles import ImageMixture
-    from fcs.oracles.metrics import (mode_weight_error, normalised_mean_error, psnr, sliced_wasserstein, spread,
-                                     variance_log_ratio)
+    from fcs.oracles.metrics import (
+        mode_weight_error,
+        normalised_mean_error,
+        psnr,
+        sliced_wasserstein,
+        spread,
+        variance_log_ratio,
+    )
 
     d = samples[0, 0].numel()
     trace = float(post.var.sum())
@@ -247,14 +253,15 @@ def _cell(value, digits: int = 2) -> str:
 def markdown(summary: dict) -> str:
     lines = ["# Samplers against the exact posterior (`python benchmarks/oracle.py`)", "",
              f"N = {SAMPLES} samples per problem; means over problems. `err` ≈ 1 and `var` ≈ 0 for an exact "
-             "sampler (`spread` ≈ 1); the `exact` row holds the noise floor of each metric (two independent exact sample sets) "
+             "sampler (`spread` ≈ 1); the `exact` row holds the noise floor of each metric (two independent exact "
+             "sample sets) "
              "and, in `psnr`, the exact posterior mean's PSNR in brackets.", ""]
     for oracle, tasks in summary.items():
         lines += [f"## {oracle}", ""]
         mixture = oracle.startswith("oracle-gmm")
         modes = oracle == "oracle-mix"  # both: images, and a multimodal posterior
-        head = "| task | setting | NFE | err | rmse | spread | var | sw | " + ("modes |" if mixture else "PSNR dB |") + \
-            (" modes |" if modes else "")
+        head = ("| task | setting | NFE | err | rmse | spread | var | sw | " + ("modes |" if mixture else "PSNR dB |")
+                + (" modes |" if modes else ""))
         lines += [head, "|---" * (head.count("|") - 1) + "|"]
         for task, rows in tasks.items():
             for setting, m in sorted(rows.items(), key=lambda kv: (kv[0] != "exact", kv[1]["nfe"] or 0, kv[0])):
@@ -355,7 +362,8 @@ def figure(summary: dict, path: Path) -> None:
             value = m["err"] if m["err"] is not None else m["rmse"]
             if setting == "exact" or value is None:
                 continue
-            marker = {"newton": "o", "cg": "D", "calibrated": "*", "dps": "s", "replacement": "^", "ddim": "x"}[setting.split()[0]]
+            marker = {"newton": "o", "cg": "D", "calibrated": "*", "dps": "s", "replacement": "^",
+                      "ddim": "x"}[setting.split()[0]]
             ax.scatter(m["nfe"], value, marker=marker, label=setting)
         exact = summary[oracle][task].get("exact", {})
         if exact.get("err") is not None:
@@ -399,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     (RESULTS / "oracle.json").write_text(json.dumps(summary, indent=1) + "\n")
     (RESULTS / "oracle.md").write_text(markdown(summary) + "\n\n## Compact (the table of docs/results.md)\n\n" +
                                        compact(summary) + "\n\n## Calibration: err / spread / var (/ modes)\n\n" +
-                                       calibration(summary) + "\n\n## The 48-call settings against the calibration bar\n\n" +
+                                       calibration(summary) +
+                                       "\n\n## The 48-call settings against the calibration bar\n\n" +
                                        bar(summary) + "\n")
     figure(summary, RESULTS / "oracle.png")
     print(markdown(summary))

@@ -11,8 +11,8 @@ the samplers use) by a dispatch mode that adds up every tensor the forward alloc
 when they die: the peak of live activations, attention counted as the fused kernels of a GPU keep it
 (output and log-sum-exp, no N² matrix). The exact JVP is traced as it runs (blockwise attention:
 a block of queries' probabilities and tangents at a time) and, beside it, with math attention (N²
-probabilities and their tangents: the path it replaced). Decoder-gradient tasks keep what autograd saves in the VAE decoder
-for the backward of the constraint's residual; that is traced with saved-tensor hooks.
+probabilities and their tangents: the path it replaced). Decoder-gradient tasks keep what autograd
+saves in the VAE decoder for the backward of the constraint's residual; that is traced with saved-tensor hooks.
 
 The configs are the published ones (``config.json`` of each hub repository, listed in
 :data:`ARCHITECTURES`); :func:`build_denoiser` builds one with random weights on any device (the GPU
@@ -381,8 +381,9 @@ def activations(name: str, side: int | None = None) -> dict[str, float]:
     """Bytes per item at ``side`` (default: the family's native size), traced on the meta device:
     ``forward`` peak of one denoiser forward (fused attention), ``jvp`` peak of one exact JVP as
     :meth:`Denoiser.jvp` runs it (blockwise attention, :mod:`fcs.attention_jvp`), ``jvp_math`` the same
-    with math attention (N² probabilities and tangents, the path it replaced), ``decode`` peak of one VAE decode, ``decoder_saved``
-    what a decoder-gradient residual keeps for its backward, ``encode`` peak of one VAE encode."""
+    with math attention (N² probabilities and tangents, the path it replaced), ``decode`` peak of one
+    VAE decode, ``decoder_saved`` what a decoder-gradient residual keeps for its backward, ``encode``
+    peak of one VAE encode."""
     arch = architecture(name)
     side = side or arch.side
     den = build_denoiser(name, "meta")

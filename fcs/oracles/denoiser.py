@@ -20,8 +20,7 @@ from fcs.oracles.gaussian import StationaryGaussian
 from fcs.oracles.image_mixture import ImageMixture
 from fcs.oracles.linear_vae import LinearVAE
 from fcs.oracles.mixture import GaussianMixture
-from fcs.oracles.posterior import (GaussianPosterior, ImageMixturePosterior, MixturePosterior, observation,
-                                   pixel_size)
+from fcs.oracles.posterior import GaussianPosterior, ImageMixturePosterior, MixturePosterior, observation, pixel_size
 from fcs.schedule import Schedule, check_prediction, from_prediction, vp_coefficients
 
 
@@ -88,7 +87,8 @@ class OracleDenoiser(Denoiser):
         return super().decode(x if x0.dtype == x.dtype else x.float())
 
     # -- ground truth ------------------------------------------------------------------------
-    def posterior(self, constraint, noise_std: float = 0.0) -> GaussianPosterior | ImageMixturePosterior | MixturePosterior:
+    def posterior(self, constraint,
+                  noise_std: float = 0.0) -> GaussianPosterior | ImageMixturePosterior | MixturePosterior:
         """The exact p(x0 | y) of a linear constraint built for this denoiser (LatentInpaint with a
         0/1 mask; PixelInpaint and SuperResolution through the decoder for the image priors), with
         Gaussian observation noise of std ``noise_std`` (0 = exact constraint)."""

@@ -195,7 +195,8 @@ class GaussianPosterior:
             obs = self.obs.item(b)
             misfit = (obs.target - obs.apply(self._like[b:b + 1])).flatten()[observed]
             white = torch.linalg.solve_triangular(factor, misfit[:, None], upper=False)
-            out.append(-0.5 * (white.pow(2).sum() + 2 * factor.diagonal().log().sum() + len(misfit) * math.log(2 * math.pi)))
+            log_det = 2 * factor.diagonal().log().sum()
+            out.append(-0.5 * (white.pow(2).sum() + log_det + len(misfit) * math.log(2 * math.pi)))
         return torch.stack(out)
 
     @cached_property  # d × d work per item: built once

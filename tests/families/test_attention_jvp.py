@@ -44,17 +44,17 @@ def _math_and_blockwise(fn, primals, tangents, model=None):
     return want, got, len(calls)
 
 
-MASKS = {"none": None, "additive": lambda b, l, s: torch.randn(b, 1, l, s),
-         "bool, broadcast over queries": lambda b, l, s: torch.rand(b, 1, 1, s) > 0.3}
+MASKS = {"none": None, "additive": lambda b, n, s: torch.randn(b, 1, n, s),
+         "bool, broadcast over queries": lambda b, n, s: torch.rand(b, 1, 1, s) > 0.3}
 
 
 @pytest.mark.parametrize("mask", MASKS, ids=list(MASKS))
 def test_attention_tangent_equals_the_math_kernels(small_blocks, mask):
     gen = torch.Generator().manual_seed(0)
-    b, h, l, s, e = 2, 3, 45, 21, 8
-    q, k, v = (torch.randn(b, h, n, e, generator=gen) for n in (l, s, s))
+    b, h, queries, s, e = 2, 3, 45, 21, 8
+    q, k, v = (torch.randn(b, h, n, e, generator=gen) for n in (queries, s, s))
     dq, dk, dv = (torch.randn(t.shape, generator=gen) for t in (q, k, v))
-    m = MASKS[mask](b, l, s) if MASKS[mask] else None
+    m = MASKS[mask](b, queries, s) if MASKS[mask] else None
     (out, tan), (out_b, tan_b), calls = _math_and_blockwise(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.3), (q, k, v), (dq, dk, dv))
     assert calls == 1

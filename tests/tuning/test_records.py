@@ -112,7 +112,8 @@ def test_the_rule_takes_the_cheapest_within_the_tolerance():
 
     entries = [entry("paper", 220, 20.0), entry("fast", 70, 19.95), entry("cg", 48, 19.6),
                entry("blur", 10, 25.0, detail=0.1), entry("broken", 5, 30.0, complete=False)]
-    assert choice.choose(entries)["name"] == "fast"  # fast is 0.05 dB off, cg 0.4; blur is over-smooth; broken unfinished
+    # fast is 0.05 dB off, cg 0.4; blur is over-smooth; broken unfinished
+    assert choice.choose(entries)["name"] == "fast"
     assert choice.choose(entries, tolerance_db=0.5)["name"] == "cg"
     assert choice.choose(entries, tolerance_db=0.01)["name"] == "paper"
     assert choice.choose(entries, max_calls=60)["name"] == "cg"  # the best under the budget
