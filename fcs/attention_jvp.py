@@ -173,13 +173,17 @@ def _chunked_feed_forwards(model: torch.nn.Module | None) -> Iterator[None]:
             return torch.cat([forward(h, *args, **kwargs) for h in hidden_states.split(FEED_FORWARD_TOKENS, 1)], 1)
         return run
 
+    saved = [m.__dict__.get("forward") for m in wrapped]  # an instance-level forward (e.g. an offload hook)
     for m in wrapped:
         m.forward = chunked(m)
     try:
         yield
     finally:
-        for m in wrapped:
-            del m.forward  # back to the class's
+        for m, forward in zip(wrapped, saved, strict=True):
+            if forward is None:
+                del m.forward  # back to the class's
+            else:
+                m.forward = forward
 
 
 @contextlib.contextmanager

@@ -131,3 +131,4 @@ def test_full_size_sd15_attention_block_at_64_latents():
             lambda h: block(h, encoder_hidden_states=prompt), (x,), (e,), model=block)
     assert calls == 2  # self- and cross-attention
     assert _rel(got, want) < REL
+    assert "forward" not in block.ff.__dict__  # the feed-forward is its class's again
