@@ -228,7 +228,9 @@ def write(journal, key: tuple, setting: str, row: dict) -> None:
 
 
 def read_journal() -> list[dict]:
-    return [json.loads(line) for line in JOURNAL.read_text().splitlines()] if JOURNAL.exists() else []
+    from journal import read
+
+    return read(JOURNAL)
 
 
 def summarise(rows: list[dict]) -> dict:

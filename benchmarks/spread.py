@@ -28,6 +28,7 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+from journal import read as journal_entries  # noqa: E402
 
 RESULTS = HERE / "results"
 JOURNAL = RESULTS / "spread.jsonl"
@@ -128,11 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from the journal")
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    rows = [json.loads(line) for line in JOURNAL.read_text().splitlines()] if JOURNAL.exists() else []
+    rows = journal_entries(JOURNAL)
     if not args.report:
         with JOURNAL.open("a") as journal:
             run({(r["oracle"], r["task"], r["problem"], r["scheme"]) for r in rows}, journal)
-        rows = [json.loads(line) for line in JOURNAL.read_text().splitlines()]
+        rows = journal_entries(JOURNAL)
     text = "\n".join([
         "# Where the spread goes (`python benchmarks/spread.py`)", "",
         "## A Gaussian component N(0, v): final variance over v (1 = exact; exact denoiser and inner solve)", "",

@@ -30,6 +30,7 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+from journal import read as journal_entries  # noqa: E402
 
 RESULTS = HERE / "results"
 JOURNAL = RESULTS / "two_samples.jsonl"
@@ -152,11 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
-    read = lambda: [json.loads(line) for line in JOURNAL.read_text().splitlines()] if JOURNAL.exists() else []  # noqa: E731
     if not args.report:
         with JOURNAL.open("a") as journal:
-            run({(r["model"], r["task"]) for r in read()}, journal)
-    rows = read()
+            run({(r["model"], r["task"]) for r in journal_entries(JOURNAL)}, journal)
+    rows = journal_entries(JOURNAL)
     text = "\n".join([
         "# Two samples per item (`python benchmarks/two_samples.py`)", "",
         f"Oracles: {ORACLE_PROBLEMS} problems per task; trained models: their held-out items. Energy score and its "

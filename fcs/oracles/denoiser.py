@@ -95,10 +95,9 @@ class OracleDenoiser(Denoiser):
         if isinstance(self.prior, GaussianMixture):
             return MixturePosterior(self.prior, constraint, noise_std)
         obs = observation(self, constraint)
-        if isinstance(self.prior, ImageMixture):
-            return ImageMixturePosterior(self.prior, obs, (obs.target.shape[0], *self._model_shape(constraint)),
-                                         noise_std)
-        return GaussianPosterior(self.prior, obs, (obs.target.shape[0], *self._model_shape(constraint)), noise_std)
+        shape = (obs.target.shape[0], *self._model_shape(constraint))
+        kind = ImageMixturePosterior if isinstance(self.prior, ImageMixture) else GaussianPosterior
+        return kind(self.prior, obs, shape, noise_std)
 
     def _model_shape(self, constraint) -> tuple[int, int, int]:
         if hasattr(constraint, "known"):

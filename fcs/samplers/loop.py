@@ -180,7 +180,8 @@ def sample(
             x0, eps = state.x0, state.eps
             if solver == "2m" and previous_x0 is not None:
                 x0, eps = schedule.second_order(x0, eps, previous_x0, i)
-            previous_x0 = state.x0.clone()
+            if solver == "2m":  # the next step's extrapolation needs this one's x̂0 (later corrected in place)
+                previous_x0 = state.x0.clone()
             state.x = schedule.transition(x0, eps, i, eta, gens)
             method.after_transition(constraint, state, gens)
     extras = {"x_t": state.x} if stop <= last else {}

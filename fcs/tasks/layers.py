@@ -33,6 +33,7 @@ from fcs.denoiser import Denoiser
 from fcs.images import pad_to_multiple, rgb_to_tensor
 from fcs.samplers import newton
 from fcs.samplers.loop import schedule_for
+from fcs.schedule import Schedule
 from fcs.tasks.items import Items, TaskResult
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,15 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
     constraint = LatentInpaint.from_pixels(denoiser, image, hide)
     opts = {k: v for k, v in config.sampler_options().items() if k not in ("tol", "rel_tol", "eta")}
     cond = denoiser.encode_prompt([""])
-    split = branch_step(denoiser, config, constraint.target.shape[1:], branch)
+    shape = constraint.target.shape[1:]
+    schedule = schedule_for(denoiser, config.steps, shape, config.spacing)  # once, for trunk and branches
+    split = branch_step(denoiser, config, schedule, shape, branch)
     gens = noise.generators([seed])
-    trunk = newton(denoiser, constraint, noise.randn(constraint.target.shape[1:], gens, denoiser.device), cond,
-                   steps=config.steps, stop=split, **opts)
+    trunk = newton(denoiser, constraint, noise.randn(shape, gens, denoiser.device), cond,
+                   steps=schedule, stop=split, **opts)
     many = LatentInpaint(constraint.target.expand(n, -1, -1, -1), constraint.known.expand(n, -1, -1, -1))
     branches = newton(denoiser, many, trunk.extras["x_t"].expand(n, -1, -1, -1).clone(),
-                      cond.repeat(n), steps=config.steps, start=split,
+                      cond.repeat(n), steps=schedule, start=split,
                       gens=noise.generators([seed * 1000 + 1 + k for k in range(n)]),
                       **opts | {"eta": 1.0, "solver": "ddim"})  # stochastic branches: 2m is deterministic only
     with torch.no_grad():
@@ -86,16 +89,17 @@ def completions(denoiser: Denoiser, image: Tensor, hide: Tensor, n: int, config:
     return samples, int(trunk.nfe.sum() + branches.nfe.sum())
 
 
-def branch_step(denoiser: Denoiser, config: SamplerConfig, shape: Sequence[int], branch: float) -> int:
-    """The step the completions branch at: step ``branch``·S on the model's own grid, and on another grid
-    the step nearest that noise level (log-SNR). The noise left at the branch is what the completions
-    vary by, so a grid that spends its steps late must not branch late."""
+def branch_step(denoiser: Denoiser, config: SamplerConfig, schedule: Schedule, shape: Sequence[int],
+                branch: float) -> int:
+    """The step of ``schedule`` (``config``'s grid for samples of ``shape``) the completions branch at:
+    step ``branch``·S on the model's own grid, and on another grid the step nearest that noise level
+    (log-SNR). The noise left at the branch is what the completions vary by, so a grid that spends its
+    steps late must not branch late."""
     at = max(1, min(config.steps - 1, round(branch * config.steps)))
     if config.spacing == "model":
         return at
     target = schedule_for(denoiser, config.steps, shape).log_snr(at)
-    used = schedule_for(denoiser, config.steps, shape, config.spacing)
-    return min(range(1, config.steps), key=lambda i: abs(used.log_snr(i) - target))
+    return min(range(1, config.steps), key=lambda i: abs(schedule.log_snr(i) - target))
 
 
 def _log_gauss(x: Tensor, samples: Tensor, noise_std: float) -> Tensor:

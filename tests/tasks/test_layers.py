@@ -89,9 +89,9 @@ def test_completions_branch_at_the_same_noise_level_on_every_grid(sd):
 
     shape = sd.latent_shape(SIZE, SIZE)
     model = SamplerConfig(steps=12)
-    assert branch_step(sd, model, shape, 0.5) == 6
+    assert branch_step(sd, model, schedule_for(sd, 12, shape), shape, 0.5) == 6
     logsnr = SamplerConfig(steps=12, spacing="logsnr")
-    at = branch_step(sd, logsnr, shape, 0.5)
+    at = branch_step(sd, logsnr, schedule_for(sd, 12, shape, "logsnr"), shape, 0.5)
     target = schedule_for(sd, 12, shape).log_snr(6)
     levels = [schedule_for(sd, 12, shape, "logsnr").log_snr(i) for i in range(1, 12)]
     assert at < 6 and abs(levels[at - 1] - target) == min(abs(v - target) for v in levels)
